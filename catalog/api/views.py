@@ -1,0 +1,277 @@
+"""Catalog API: products, variants (by SKU), listings per channel, changes feed and feeds."""
+
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from catalog import selectors
+from catalog.api.filters import ProductFilter, VariantFilter
+from catalog.api.serializers import (
+    ListingInputSerializer,
+    ListingOutputSerializer,
+    ProductCreateInputSerializer,
+    ProductOutputSerializer,
+    ProductUpdateInputSerializer,
+    VariantCreateInputSerializer,
+    VariantOutputSerializer,
+    VariantUpdateInputSerializer,
+)
+from catalog.feeds import feed_chunks, feed_content_type
+from catalog.models import Product, Variant
+from catalog.services import (
+    brand_get_or_create,
+    category_ensure_path,
+    listing_upsert,
+    product_create,
+    product_update,
+    variant_create,
+    variant_update,
+)
+from catalog.services.feeds import channel_feed_get
+from catalog.validators import normalize_sku
+from omni.api.errors import ErrorSerializer
+from omni.api.idempotency import IDEMPOTENCY_PARAMETER, IdempotentMixin
+from omni.api.pagination import ChangesCursorPagination
+from omni.exceptions import NotFound, ValidationFailed
+from omni.models import Channel
+
+READ_ERRORS = {401: ErrorSerializer, 403: ErrorSerializer}
+WRITE_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer}
+NOT_FOUND = {404: ErrorSerializer}
+IDEMPOTENCY_ERRORS = {409: ErrorSerializer, 422: ErrorSerializer}
+SKU_REGEX = r"[A-Za-z0-9._-]+"
+
+
+def _resolve_brand_category(data: dict) -> dict:
+    if "brand" in data:
+        data["brand"] = brand_get_or_create(name=data["brand"])
+    if "category" in data:
+        data["category"] = category_ensure_path(path=data["category"])
+    return data
+
+
+class ProductViewSet(
+    IdempotentMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Products with their variants and listings, addressed by handle."""
+
+    lookup_field = "handle"
+    filterset_class = ProductFilter
+
+    def get_queryset(self):
+        return selectors.product_list().order_by("handle")
+
+    @extend_schema(
+        summary="List products",
+        responses={200: ProductOutputSerializer(many=True), **WRITE_ERRORS},
+    )
+    def list(self, request, *args, **kwargs):
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(ProductOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Get a product by handle",
+        responses={200: ProductOutputSerializer, **READ_ERRORS, **NOT_FOUND},
+    )
+    def retrieve(self, request, *args, **kwargs):
+        return Response(ProductOutputSerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Create a product with its variants",
+        parameters=[IDEMPOTENCY_PARAMETER],
+        request=ProductCreateInputSerializer,
+        responses={201: ProductOutputSerializer, **WRITE_ERRORS, **IDEMPOTENCY_ERRORS},
+    )
+    def create(self, request, *args, **kwargs):
+        serializer = ProductCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = _resolve_brand_category(dict(serializer.validated_data))
+        product = product_create(**data)
+        product = selectors.product_list().get(pk=product.pk)
+        return Response(ProductOutputSerializer(product).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Change a product",
+        request=ProductUpdateInputSerializer,
+        responses={200: ProductOutputSerializer, **WRITE_ERRORS, **NOT_FOUND},
+    )
+    def partial_update(self, request, *args, **kwargs):
+        product = get_object_or_404(Product, handle=kwargs["handle"])
+        serializer = ProductUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        product_update(product=product, **_resolve_brand_category(dict(serializer.validated_data)))
+        return Response(ProductOutputSerializer(selectors.product_list().get(pk=product.pk)).data)
+
+
+class VariantViewSet(
+    IdempotentMixin,
+    viewsets.GenericViewSet,
+):
+    """Variants addressed by SKU, the identifier shared by every channel."""
+
+    lookup_field = "sku"
+    lookup_value_regex = SKU_REGEX
+    filterset_class = VariantFilter
+
+    def get_queryset(self):
+        return selectors.variant_list().order_by("sku")
+
+    @extend_schema(
+        summary="List variants",
+        responses={200: VariantOutputSerializer(many=True), **WRITE_ERRORS},
+    )
+    def list(self, request, *args, **kwargs):
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        data = [selectors.variant_to_detail(v) for v in page]
+        return self.get_paginated_response(VariantOutputSerializer(data, many=True).data)
+
+    @extend_schema(
+        summary="Look a variant up by SKU",
+        description="The variant, its product and its listing on every channel, in one query.",
+        responses={200: VariantOutputSerializer, **READ_ERRORS, **NOT_FOUND},
+    )
+    def retrieve(self, request, *args, **kwargs):
+        detail = selectors.variant_detail_by_sku(normalize_sku(kwargs["sku"]))
+        if detail is None:
+            raise NotFound(f"No variant with SKU {kwargs['sku']}.")
+        return Response(VariantOutputSerializer(detail).data)
+
+    @extend_schema(
+        summary="Create a variant of a product",
+        parameters=[IDEMPOTENCY_PARAMETER],
+        request=VariantCreateInputSerializer,
+        responses={201: VariantOutputSerializer, **WRITE_ERRORS, **IDEMPOTENCY_ERRORS},
+    )
+    def create(self, request, *args, **kwargs):
+        serializer = VariantCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        handle = data.pop("product")
+        product = Product.objects.filter(handle=handle).first()
+        if product is None:
+            raise ValidationFailed(
+                f"No product with handle {handle!r}.",
+                extra={"product": [f"No product with handle {handle!r}."]},
+            )
+        variant = variant_create(product=product, **data)
+        return Response(
+            VariantOutputSerializer(selectors.variant_detail_by_sku(variant.sku)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+    @extend_schema(
+        summary="Change a variant",
+        request=VariantUpdateInputSerializer,
+        responses={200: VariantOutputSerializer, **WRITE_ERRORS, **NOT_FOUND},
+    )
+    def partial_update(self, request, *args, **kwargs):
+        variant = get_object_or_404(Variant, sku=normalize_sku(kwargs["sku"]))
+        serializer = VariantUpdateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        variant_update(variant=variant, **serializer.validated_data)
+        return Response(VariantOutputSerializer(selectors.variant_detail_by_sku(variant.sku)).data)
+
+    @extend_schema(
+        summary="Variants changed since a time, oldest change first",
+        description="Cursor-paginated: follow `next` until it is null, then keep the last "
+        "`updated_at` for the next poll.",
+        parameters=[
+            OpenApiParameter("since", OpenApiTypes.DATETIME, description="Changed at or after."),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="Page size (max 500)."),
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="Cursor from `next`."),
+        ],
+        filters=False,
+        responses={200: VariantOutputSerializer(many=True), **WRITE_ERRORS},
+    )
+    @action(
+        detail=False, methods=["get"], pagination_class=ChangesCursorPagination, filter_backends=[]
+    )
+    def changes(self, request, *args, **kwargs):
+        queryset = selectors.variant_list()
+        since = request.query_params.get("since")
+        if since:
+            try:
+                parsed = parse_datetime(since)
+            except ValueError:
+                parsed = None
+            if parsed is None:
+                raise ValidationFailed(
+                    f"{since!r} is not an ISO 8601 date-time.",
+                    extra={"since": ["Enter an ISO 8601 date-time."]},
+                )
+            queryset = queryset.filter(updated_at__gte=parsed)
+        page = self.paginate_queryset(queryset)
+        data = [selectors.variant_to_detail(v) for v in page]
+        return self.get_paginated_response(VariantOutputSerializer(data, many=True).data)
+
+    @extend_schema(
+        summary="Create or change the listing of a variant on a channel",
+        description="Omitted fields keep their value; a new listing starts at the variant's "
+        "base price in the channel's currency.",
+        request=ListingInputSerializer,
+        responses={200: ListingOutputSerializer, **WRITE_ERRORS, **NOT_FOUND},
+    )
+    @action(
+        detail=True,
+        methods=["put"],
+        url_path=r"listings/(?P<channel>[a-z0-9_-]+)",
+        url_name="listing",
+    )
+    def listing(self, request, *args, **kwargs):
+        variant = get_object_or_404(
+            Variant.objects.select_related("product"), sku=normalize_sku(kwargs["sku"])
+        )
+        channel = get_object_or_404(Channel, code=kwargs["channel"])
+        serializer = ListingInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        listing = listing_upsert(variant=variant, channel=channel, **serializer.validated_data)
+        return Response(
+            ListingOutputSerializer(
+                {
+                    "channel": channel.code,
+                    "is_published": listing.is_published,
+                    "price": listing.price,
+                    "currency": listing.currency,
+                    "title": listing.title or variant.product.title,
+                    "available_from": listing.available_from,
+                    "available_until": listing.available_until,
+                    "updated_at": listing.updated_at,
+                }
+            ).data
+        )
+
+
+class ChannelFeedView(APIView):
+    """A sales channel's feed, in the format and with the fields set in the admin."""
+
+    @extend_schema(
+        summary="Download a channel's feed",
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV feed"),
+            (200, "application/json"): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="JSON feed"
+            ),
+            **{code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404)},
+        },
+    )
+    def perform_content_negotiation(self, request, force=False):
+        # The feed's own format decides the content type, whatever the client accepts.
+        return super().perform_content_negotiation(request, force=True)
+
+    def get(self, request, code):
+        channel = get_object_or_404(Channel, code=code)
+        feed = channel_feed_get(channel=channel)
+        response = StreamingHttpResponse(feed_chunks(feed), content_type=feed_content_type(feed))
+        response["Content-Disposition"] = f'inline; filename="{channel.code}.{feed.format}"'
+        return response

@@ -1,0 +1,22 @@
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from omni.exceptions import ValidationFailed
+
+
+def validation_details(exc: ValidationError) -> dict:
+    if hasattr(exc, "error_dict"):
+        return {field: [str(m) for m in errors] for field, errors in exc.message_dict.items()}
+    return {"non_field_errors": list(exc.messages)}
+
+
+def clean_instance(instance: models.Model, *, what: str, exclude=None, unique=True) -> None:
+    """Run the model's validators and constraints; raise ``ValidationFailed`` with details."""
+    try:
+        instance.full_clean(exclude=exclude, validate_unique=unique, validate_constraints=unique)
+    except ValidationError as exc:
+        details = validation_details(exc)
+        first = next(iter(details.items()))
+        raise ValidationFailed(
+            f"{what} is not valid: {first[0]}: {first[1][0]}", extra=details
+        ) from exc

@@ -1,0 +1,195 @@
+"""Products, variants, brands and categories."""
+
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from catalog.models import Brand, Category, Product, Variant
+from catalog.validators import normalize_gtin, normalize_sku
+from omni.exceptions import ValidationFailed
+from omni.services import outbox_emit
+
+from .common import clean_instance
+
+PRODUCT_FIELDS = ("title", "description", "brand", "category", "attributes", "is_active")
+VARIANT_FIELDS = ("gtin", "option_values", "weight_grams", "base_price", "is_active")
+CATEGORY_SEPARATOR = ">"
+
+
+def brand_get_or_create(*, name: str) -> Brand:
+    name = (name or "").strip()
+    if not name:
+        raise ValidationFailed("A brand needs a name.", extra={"brand": ["Required."]})
+    brand, _ = Brand.objects.get_or_create(name=name)
+    return brand
+
+
+def category_split_path(path: str) -> list[str]:
+    return [part.strip() for part in (path or "").split(CATEGORY_SEPARATOR) if part.strip()]
+
+
+def category_ensure_path(*, path: str) -> Category:
+    """The category at ``"Apparel > Tops"``, creating the missing nodes of the path."""
+    parts = category_split_path(path)
+    if not parts:
+        raise ValidationFailed("A category path is required.", extra={"category": ["Required."]})
+    parent = None
+    for depth in range(len(parts)):
+        full = f" {CATEGORY_SEPARATOR} ".join(parts[: depth + 1])
+        parent, _ = Category.objects.get_or_create(
+            path=full, defaults={"name": parts[depth], "parent": parent}
+        )
+    return parent
+
+
+def _product_payload(product: Product) -> dict:
+    return {
+        "handle": product.handle,
+        "title": product.title,
+        "brand": product.brand.name,
+        "category": product.category.path,
+        "is_active": product.is_active,
+    }
+
+
+def _variant_payload(variant: Variant) -> dict:
+    return {
+        "sku": variant.sku,
+        "product": variant.product.handle,
+        "gtin": variant.gtin,
+        "base_price": str(variant.base_price),
+        "is_active": variant.is_active,
+    }
+
+
+@transaction.atomic
+def product_create(
+    *,
+    title: str,
+    brand: Brand,
+    category: Category,
+    handle: str | None = None,
+    description: str = "",
+    attributes: dict | None = None,
+    is_active: bool = True,
+    variants: list[dict] = (),
+) -> Product:
+    """Create a product with its variants (each a dict of ``variant_create`` arguments)."""
+    handle = (handle or "").strip() or slugify(title)[:120]
+    product = Product(
+        handle=handle,
+        title=(title or "").strip(),
+        description=description or "",
+        brand=brand,
+        category=category,
+        attributes=attributes or {},
+        is_active=is_active,
+    )
+    clean_instance(product, what="Product")
+    product.save()
+    outbox_emit(
+        type="catalog.product.created",
+        subject_type="product",
+        subject_id=product.pk,
+        payload=_product_payload(product),
+    )
+    seen = set()
+    for index, data in enumerate(variants):
+        sku = normalize_sku(data.get("sku", ""))
+        if sku in seen:
+            raise ValidationFailed(
+                f"SKU {sku} appears twice in this product.",
+                extra={f"variants[{index}].sku": ["Duplicate SKU in the request."]},
+            )
+        seen.add(sku)
+        variant_create(product=product, **data)
+    return product
+
+
+@transaction.atomic
+def product_update(*, product: Product, **changes) -> Product:
+    unknown = set(changes) - set(PRODUCT_FIELDS)
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown product fields: {', '.join(sorted(unknown))}.",
+            extra={f: ["Unknown field."] for f in sorted(unknown)},
+        )
+    for field, value in changes.items():
+        setattr(product, field, value)
+    product.title = (product.title or "").strip()
+    clean_instance(product, what="Product")
+    product.save()
+    outbox_emit(
+        type="catalog.product.updated",
+        subject_type="product",
+        subject_id=product.pk,
+        payload={**_product_payload(product), "changed": sorted(changes)},
+    )
+    return product
+
+
+@transaction.atomic
+def variant_create(
+    *,
+    product: Product,
+    sku: str,
+    base_price,
+    gtin: str | None = None,
+    option_values: dict | None = None,
+    weight_grams: int | None = None,
+    is_active: bool = True,
+) -> Variant:
+    variant = Variant(
+        product=product,
+        sku=normalize_sku(sku),
+        gtin=normalize_gtin(gtin),
+        option_values=option_values or {},
+        weight_grams=weight_grams,
+        base_price=Decimal(str(base_price)) if base_price is not None else None,
+        is_active=is_active,
+    )
+    clean_instance(variant, what=f"Variant {variant.sku or '(no SKU)'}")
+    variant.save()
+    Product.objects.filter(pk=product.pk).update(updated_at=timezone.now())
+    outbox_emit(
+        type="catalog.variant.created",
+        subject_type="variant",
+        subject_id=variant.sku,
+        payload=_variant_payload(variant),
+    )
+    return variant
+
+
+@transaction.atomic
+def variant_update(*, variant: Variant, **changes) -> Variant:
+    """Change a variant. The SKU is its identity on every channel and cannot change."""
+    if "sku" in changes and normalize_sku(changes["sku"]) != variant.sku:
+        raise ValidationFailed(
+            "A SKU cannot be changed: it identifies the item on every channel.",
+            extra={"sku": ["Read only."]},
+        )
+    changes.pop("sku", None)
+    unknown = set(changes) - set(VARIANT_FIELDS)
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown variant fields: {', '.join(sorted(unknown))}.",
+            extra={f: ["Unknown field."] for f in sorted(unknown)},
+        )
+    if "gtin" in changes:
+        changes["gtin"] = normalize_gtin(changes["gtin"])
+    if changes.get("base_price") is not None:
+        changes["base_price"] = Decimal(str(changes["base_price"]))
+    for field, value in changes.items():
+        setattr(variant, field, value)
+    clean_instance(variant, what=f"Variant {variant.sku}")
+    variant.save()
+    Product.objects.filter(pk=variant.product_id).update(updated_at=timezone.now())
+    outbox_emit(
+        type="catalog.variant.updated",
+        subject_type="variant",
+        subject_id=variant.sku,
+        payload={**_variant_payload(variant), "changed": sorted(changes)},
+    )
+    return variant

@@ -1,0 +1,104 @@
+"""One JSON error shape for every API error: ``{"code", "message", "details"}``."""
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from drf_spectacular.utils import inline_serializer
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from omni.exceptions import OmniError
+
+logger = logging.getLogger("omni.api")
+
+DRF_CODES = {
+    exceptions.ValidationError: ("validation_error", "The request has invalid fields."),
+    exceptions.ParseError: ("parse_error", None),
+    exceptions.AuthenticationFailed: ("authentication_failed", None),
+    exceptions.NotAuthenticated: ("not_authenticated", None),
+    exceptions.PermissionDenied: ("permission_denied", None),
+    exceptions.NotFound: ("not_found", None),
+    exceptions.MethodNotAllowed: ("method_not_allowed", None),
+    exceptions.NotAcceptable: ("not_acceptable", None),
+    exceptions.UnsupportedMediaType: ("unsupported_media_type", None),
+    exceptions.Throttled: ("throttled", None),
+}
+
+ErrorSerializer = inline_serializer(
+    name="Error",
+    fields={
+        "code": serializers.CharField(help_text="Stable machine-readable error code."),
+        "message": serializers.CharField(help_text="What was wrong, for people."),
+        "details": serializers.JSONField(help_text="Field or row errors and other details."),
+    },
+)
+
+
+def error_body(code: str, message: str, details=None) -> dict:
+    return {"code": code, "message": message, "details": details or {}}
+
+
+def _django_validation_details(exc: DjangoValidationError):
+    if hasattr(exc, "error_dict"):
+        return {k: [str(m) for e in v for m in e.messages] for k, v in exc.error_dict.items()}
+    return {"non_field_errors": exc.messages}
+
+
+def exception_handler(exc, context):
+    set_rollback()
+    if isinstance(exc, OmniError):
+        return Response(error_body(exc.code, exc.message, exc.extra), status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        details = _django_validation_details(exc)
+        return Response(
+            error_body("validation_error", "The request has invalid fields.", details),
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if isinstance(exc, exceptions.APIException):
+        code, message = exc.default_code, None
+        for cls, (mapped, fixed) in DRF_CODES.items():
+            if isinstance(exc, cls):
+                code, message = mapped, fixed
+                break
+        if isinstance(exc, exceptions.ValidationError):
+            details = (
+                exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            )
+        else:
+            message = str(exc.detail)
+            details = {}
+        headers = {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        return Response(
+            error_body(code, message or str(exc.detail), details),
+            status=exc.status_code,
+            headers=headers,
+        )
+
+    logger.exception("Unhandled error in the API", exc_info=exc)
+    return Response(
+        error_body("server_error", "An unexpected error occurred; it has been logged."),
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+def api_not_found(request, exception=None):
+    return JsonResponse(error_body("not_found", f"No API endpoint at {request.path}."), status=404)
+
+
+def api_server_error(request):
+    return JsonResponse(
+        error_body("server_error", "An unexpected error occurred; it has been logged."),
+        status=500,
+    )

@@ -1,0 +1,14 @@
+"""The Celery application.
+
+Tasks live in each app's ``tasks.py``; their schedules in ``omni.schedules``.
+"""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omni.settings")
+
+app = Celery("omni")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,37 @@
+import time
+
+from django.core.management.base import BaseCommand
+
+from catalog.demo import generate_catalog
+from catalog.models import Product
+from omni.models import Channel
+
+
+class Command(BaseCommand):
+    help = "Load the demo catalog once (skipped when the catalog already has products)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--products", type=int, default=300)
+        parser.add_argument("--force", action="store_true", help="Load even if products exist.")
+
+    def handle(self, *args, products, force, **options):
+        if Product.objects.exists() and not force:
+            self.stdout.write("Demo data already loaded; skipping.")
+            return
+        started = time.monotonic()
+        self.stdout.write(
+            f"Loading the demo catalog: {products} products on "
+            f"{Channel.objects.sales().active().count()} sales channels..."
+        )
+
+        def progress(stage, count):
+            self.stdout.write(f"  {stage}: {count}")
+
+        counts = generate_catalog(products=products, progress=progress)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo catalog loaded in {time.monotonic() - started:.1f}s: "
+                f"{counts['products']} products, {counts['variants']} variants, "
+                f"{counts['listings']} channel listings."
+            )
+        )
