@@ -1,0 +1,1 @@
+"""Omni's benchmarks: ``make bench`` runs ``bench/run.py`` (see docs/benchmarks.md)."""
