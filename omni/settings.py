@@ -4,6 +4,7 @@ Everything is defined once here; production only tightens. With ``DEBUG`` off a
 ``SECRET_KEY`` must be given and ``manage.py check --deploy`` reports nothing.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -16,6 +17,9 @@ env = environ.Env()
 env_file = BASE_DIR / ".env"
 if env_file.exists():
     environ.Env.read_env(str(env_file))
+# An empty variable (as in a copied .env.example) means "use the default".
+for _name in [k for k, v in os.environ.items() if v == "" and k.isupper()]:
+    del os.environ[_name]
 
 DEBUG = env.bool("DEBUG", default=False)
 
