@@ -5,7 +5,8 @@ import csv
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -19,6 +20,7 @@ from catalog.forms import (
     ChannelActionForm,
     ChannelFeedForm,
     ListingForm,
+    ProductForm,
     VariantForm,
 )
 from catalog.models import Brand, Category, ChannelFeed, ChannelListing, Product, Variant
@@ -35,7 +37,7 @@ from catalog.services import (
     variant_update,
 )
 from catalog.services.products import PRODUCT_FIELDS, VARIANT_FIELDS
-from omni.admin_utils import ServiceAdminMixin
+from omni.admin_utils import ServiceAdminMixin, choices_evaluated_once
 from omni.exceptions import OmniError, ValidationFailed
 from omni.models import Channel
 
@@ -131,7 +133,10 @@ class ChannelActionsMixin:
             )
         return channel
 
-    @admin.action(description="Publish on channel… (choose the channel in the action bar)")
+    @admin.action(
+        description="Publish on channel… (choose the channel in the action bar)",
+        permissions=["change"],
+    )
     def publish_on_channel(self, request, queryset):
         channel = self._chosen_channel(request)
         if channel is None:
@@ -148,7 +153,10 @@ class ChannelActionsMixin:
             messages.SUCCESS,
         )
 
-    @admin.action(description="Unpublish on channel… (choose the channel in the action bar)")
+    @admin.action(
+        description="Unpublish on channel… (choose the channel in the action bar)",
+        permissions=["change"],
+    )
     def unpublish_on_channel(self, request, queryset):
         channel = self._chosen_channel(request)
         if channel is None:
@@ -221,7 +229,7 @@ class ListingInline(admin.TabularInline):
             kwargs["queryset"] = Variant.objects.filter(product_id=object_id or 0)
         if db_field.name == "channel":
             kwargs["queryset"] = Channel.objects.sales()
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+        return choices_evaluated_once(super().formfield_for_foreignkey(db_field, request, **kwargs))
 
 
 def save_variant_formset(formset, product):
@@ -258,6 +266,7 @@ def save_listing_formset(formset):
 
 @admin.register(Product)
 class ProductAdmin(ServiceAdminMixin, ChannelActionsMixin, admin.ModelAdmin):
+    form = ProductForm
     list_display = [
         "title",
         "handle",
@@ -278,7 +287,16 @@ class ProductAdmin(ServiceAdminMixin, ChannelActionsMixin, admin.ModelAdmin):
     change_list_template = "admin/catalog/product/change_list.html"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(variant_count=Count("variants"))
+        # A subquery, not Count("variants"): searching by SKU joins the variants a second time
+        # and a joined count would multiply.
+        variants = (
+            Variant.objects.filter(product=OuterRef("pk"))
+            .order_by()
+            .values("product")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        return super().get_queryset(request).annotate(variant_count=Coalesce(Subquery(variants), 0))
 
     def get_readonly_fields(self, request, obj=None):
         return ["handle", "created_at", "updated_at"] if obj else []
@@ -332,7 +350,8 @@ class ProductAdmin(ServiceAdminMixin, ChannelActionsMixin, admin.ModelAdmin):
         return csv_response(catalog_export_rows(), "catalog.csv")
 
     def import_view(self, request):
-        if not self.has_add_permission(request):
+        # An import both creates and updates products.
+        if not (self.has_add_permission(request) and self.has_change_permission(request)):
             raise PermissionDenied
         form = CatalogImportForm(request.POST or None, request.FILES or None)
         errors = []
@@ -376,6 +395,10 @@ class VariantAdmin(ServiceAdminMixin, ChannelActionsMixin, admin.ModelAdmin):
     def get_inlines(self, request, obj):
         return [VariantListingInline] if obj else []
 
+    def get_readonly_fields(self, request, obj=None):
+        # A variant stays with its product (variant_update does not move it).
+        return ["product"] if obj else []
+
     @admin.display(description="Options")
     def options(self, obj):
         return obj.options_label
@@ -407,6 +430,11 @@ class VariantListingInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("channel")
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "channel":
+            kwargs["queryset"] = Channel.objects.sales()
+        return choices_evaluated_once(super().formfield_for_foreignkey(db_field, request, **kwargs))
 
 
 @admin.register(ChannelListing)
@@ -486,7 +514,7 @@ class ChannelFeedAdmin(ServiceAdminMixin, admin.ModelAdmin):
         url = reverse("admin:catalog_channelfeed_download", args=[obj.pk])
         return format_html('<a href="{}">Download {}</a>', url, obj.format.upper())
 
-    @admin.action(description="Generate the feed file now")
+    @admin.action(description="Generate the feed file now", permissions=["change"])
     def generate_now(self, request, queryset):
         for feed in queryset.select_related("channel"):
             try:
@@ -512,6 +540,8 @@ class ChannelFeedAdmin(ServiceAdminMixin, admin.ModelAdmin):
         ]
 
     def download_view(self, request, pk):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         feed = get_object_or_404(ChannelFeed.objects.select_related("channel"), pk=pk)
         response = StreamingHttpResponse(feed_chunks(feed), content_type=feed_content_type(feed))
         response["Content-Disposition"] = (

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from catalog.models import ChannelFeed, ChannelListing, FeedFormat
 from catalog.selectors import listings_available_now
+from omni.exceptions import ValidationFailed
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,32 @@ BASE_PATHS = (
 )
 
 
+def feed_validate_fields(fields) -> None:
+    """Refuse a field list that is not a list of known field names, each given once."""
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise ValidationFailed(
+            "Feed fields must be a list of field names.",
+            extra={"fields": [f"Choose from: {', '.join(FEED_FIELDS)}."]},
+        )
+    unknown = [f for f in fields if f not in FEED_FIELDS]
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown feed fields: {', '.join(unknown)}.",
+            extra={"fields": [f"Choose from: {', '.join(FEED_FIELDS)}."]},
+        )
+    repeated = [f for index, f in enumerate(fields) if f in fields[:index]]
+    if repeated:
+        raise ValidationFailed(
+            f"Feed fields listed twice: {', '.join(repeated)}.",
+            extra={"fields": ["A field is listed twice."]},
+        )
+
+
 def feed_fields_for(feed: ChannelFeed) -> list[str]:
-    return list(feed.fields) or list(DEFAULT_FIELDS)
+    """The feed's fields in order (the default set when none are configured), validated."""
+    fields = feed.fields or list(DEFAULT_FIELDS)
+    feed_validate_fields(fields)
+    return list(fields)
 
 
 def feed_content_type(feed: ChannelFeed) -> str:
@@ -117,8 +142,16 @@ class _Echo:
 
 
 def feed_chunks(feed: ChannelFeed):
-    """The feed as text chunks, for streaming to a file or an HTTP response."""
+    """The feed as text chunks, for streaming to a file or an HTTP response.
+
+    The fields are checked here, before the first chunk: a bad configuration is refused with
+    ``ValidationFailed`` instead of breaking off a response that has already started.
+    """
     names = feed_fields_for(feed)
+    return _chunks(feed, names)
+
+
+def _chunks(feed: ChannelFeed, names: list[str]):
     if feed.format == FeedFormat.CSV:
         writer = csv.writer(_Echo())
         yield writer.writerow(names)

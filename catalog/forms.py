@@ -6,7 +6,7 @@ from django import forms
 from django.contrib.admin.helpers import ActionForm
 
 from catalog.feeds import FEED_FIELDS
-from catalog.models import ChannelFeed, Variant
+from catalog.models import ChannelFeed, Product, Variant
 from catalog.validators import normalize_currency, normalize_gtin, normalize_sku
 from omni.models import Channel
 
@@ -20,6 +20,16 @@ class ChannelActionForm(ActionForm):
         empty_label="— channel —",
         to_field_name="code",
     )
+
+
+class ProductForm(forms.ModelForm):
+    class Meta:
+        model = Product
+        fields = ["handle", "title", "description", "brand", "category", "attributes", "is_active"]
+
+    def clean_attributes(self):
+        # An emptied JSON box means "no attributes", not NULL (the column is NOT NULL).
+        return self.cleaned_data.get("attributes") or {}
 
 
 class VariantForm(forms.ModelForm):
@@ -38,6 +48,9 @@ class VariantForm(forms.ModelForm):
 
     def clean_gtin(self):
         return normalize_gtin(self.cleaned_data.get("gtin"))
+
+    def clean_option_values(self):
+        return self.cleaned_data.get("option_values") or {}
 
 
 class ListingForm(forms.ModelForm):

@@ -4,8 +4,11 @@ import re
 
 from django.core.exceptions import ValidationError
 
+# Matched with ``fullmatch``: in Python ``$`` also matches before a final newline, which the
+# database constraints (same patterns) do not accept.
 SKU_RE = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,63}$")
 SKU_DB_REGEX = r"^[A-Z0-9][A-Z0-9._-]{0,63}$"
+GTIN_RE = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() accepts "²" and "٣"
 GTIN_LENGTHS = (8, 12, 13, 14)
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 
@@ -22,7 +25,7 @@ def validate_sku(value: str) -> None:
             code="sku_not_normalised",
             params={"sku": value},
         )
-    if not SKU_RE.match(value):
+    if not SKU_RE.fullmatch(value):
         raise ValidationError(
             "SKU %(sku)r is not valid: use 1 to 64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit.",
@@ -43,7 +46,7 @@ def normalize_gtin(value: str | None) -> str | None:
 
 
 def validate_gtin(value: str) -> None:
-    if not value.isdigit() or len(value) not in GTIN_LENGTHS:
+    if not GTIN_RE.fullmatch(value) or len(value) not in GTIN_LENGTHS:
         raise ValidationError(
             "GTIN %(gtin)r must be 8, 12, 13 or 14 digits.",
             code="gtin_invalid",
@@ -63,7 +66,7 @@ def normalize_currency(value: str | None) -> str:
 
 
 def validate_currency(value: str) -> None:
-    if not CURRENCY_RE.match(value or ""):
+    if not CURRENCY_RE.fullmatch(value or ""):
         raise ValidationError(
             "Currency %(currency)r must be a three-letter ISO 4217 code.",
             code="currency_invalid",

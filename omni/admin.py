@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from omni.admin_utils import ServiceAdminMixin
 from omni.exceptions import OmniError
 from omni.models import ApiClient, Channel, IdempotencyKey, OutboxEvent
 from omni.services import api_client_create, api_client_issue_token
@@ -24,7 +25,7 @@ class ChannelAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiClient)
-class ApiClientAdmin(admin.ModelAdmin):
+class ApiClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_display = ["name", "channel", "access", "is_active", "token_hint", "last_used_at"]
     list_filter = ["access", "is_active", "channel"]
     search_fields = ["name", "token_prefix"]
@@ -33,6 +34,10 @@ class ApiClientAdmin(admin.ModelAdmin):
     readonly_fields = ["token_hint", "token_issued_at", "last_used_at", "created_by", "created_at"]
     fields = ["name", "channel", "access", "is_active", *readonly_fields]
     actions = ["issue_new_token"]
+
+    def get_fields(self, request, obj=None):
+        # api_client_create makes an active client: "active" is offered once the client exists.
+        return self.fields if obj else [f for f in self.fields if f != "is_active"]
 
     @admin.display(description="Token")
     def token_hint(self, obj):
@@ -51,7 +56,9 @@ class ApiClientAdmin(admin.ModelAdmin):
         obj.refresh_from_db()
         self._show_token(request, obj, token)
 
-    @admin.action(description="Issue a new token (the old one stops working)")
+    @admin.action(
+        description="Issue a new token (the old one stops working)", permissions=["change"]
+    )
     def issue_new_token(self, request, queryset):
         for client in queryset:
             try:
@@ -81,6 +88,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting an undelivered outbox event would silently drop it.
         return False
 
 

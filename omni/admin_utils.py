@@ -28,3 +28,16 @@ class ServiceAdminMixin:
                 messages.ERROR,
             )
             return HttpResponseRedirect(request.get_full_path())
+
+
+def choices_evaluated_once(formfield):
+    """Evaluate a foreign-key form field's choices now, once, instead of once per form.
+
+    Every form of an inline formset deep-copies its fields, and a ``ModelChoiceField`` copy
+    queries its choices again when rendered: one query per inline row and field. Fixing the
+    choices as a list on the formset's base field is shared by all its forms; submitted values
+    are still validated against the queryset.
+    """
+    if formfield is not None and getattr(formfield, "queryset", None) is not None:
+        formfield.choices = list(formfield.choices)
+    return formfield

@@ -185,9 +185,10 @@ def idempotency_claim(
 def idempotency_complete(*, record: IdempotencyKey, status: int, body) -> None:
     """Store the response of the request that owns ``record``.
 
-    Server errors are not stored: the key is released so the client can retry.
+    Server errors and conflicts (409: the request clashed with a concurrent change and did
+    nothing) are not stored: the key is released so the client can retry.
     """
-    if status >= 500:
+    if status >= 500 or status == 409:
         IdempotencyKey.objects.filter(pk=record.pk).delete()
         return
     IdempotencyKey.objects.filter(pk=record.pk).update(

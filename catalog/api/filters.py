@@ -2,13 +2,14 @@ import django_filters
 from django.db.models import Exists, OuterRef, Q
 
 from catalog.models import ChannelListing, Product, Variant
+from omni.api.filters import BooleanFilter
 
 
 class _CatalogFilterSet(django_filters.FilterSet):
     channel = django_filters.CharFilter(
         method="filter_channel", help_text="Only items listed on this channel (code)."
     )
-    published = django_filters.BooleanFilter(
+    published = BooleanFilter(
         method="filter_published",
         help_text="With `channel`: published there; without: published on some channel.",
     )
@@ -19,7 +20,7 @@ class _CatalogFilterSet(django_filters.FilterSet):
     changed_since = django_filters.IsoDateTimeFilter(
         field_name="updated_at", lookup_expr="gte", help_text="Changed at or after (ISO 8601)."
     )
-    listing_ref = "pk"
+    is_active = BooleanFilter()
     prefix = ""
 
     def _listings(self):

@@ -99,7 +99,16 @@ class VariantCreateInputSerializer(VariantInputSerializer):
     product = serializers.CharField(help_text="Handle of the product this variant belongs to.")
 
 
+class VariantChangeOutputSerializer(VariantOutputSerializer):
+    """A variant in the changes feed (its own name: that feed's pages have no ``count``)."""
+
+
 class VariantUpdateInputSerializer(serializers.Serializer):
+    sku = serializers.CharField(
+        max_length=64,
+        required=False,
+        help_text="Read only: may be sent, but must be the variant's own SKU.",
+    )
     gtin = serializers.CharField(max_length=20, required=False, allow_null=True, allow_blank=True)
     option_values = serializers.DictField(child=serializers.CharField(), required=False)
     weight_grams = serializers.IntegerField(min_value=0, required=False, allow_null=True)

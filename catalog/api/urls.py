@@ -1,13 +1,13 @@
-from django.urls import path
-from rest_framework.routers import SimpleRouter
+from django.urls import re_path
 
 from catalog.api.views import ChannelFeedView, ProductViewSet, VariantViewSet
+from omni.api.routers import OptionalSlashRouter
 
-router = SimpleRouter(trailing_slash="/?")
+router = OptionalSlashRouter()
 router.register("products", ProductViewSet, basename="product")
 router.register("variants", VariantViewSet, basename="variant")
 
 urlpatterns = [
-    path("feeds/<slug:code>/", ChannelFeedView.as_view(), name="channel-feed"),
+    re_path(r"^feeds/(?P<code>[-a-zA-Z0-9_]+)/?$", ChannelFeedView.as_view(), name="channel-feed"),
     *router.urls,
 ]

@@ -1,7 +1,9 @@
 """Catalog API: products, variants (by SKU), listings per channel, changes feed and feeds."""
 
+from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -18,6 +20,7 @@ from catalog.api.serializers import (
     ProductCreateInputSerializer,
     ProductOutputSerializer,
     ProductUpdateInputSerializer,
+    VariantChangeOutputSerializer,
     VariantCreateInputSerializer,
     VariantOutputSerializer,
     VariantUpdateInputSerializer,
@@ -95,8 +98,9 @@ class ProductViewSet(
     def create(self, request, *args, **kwargs):
         serializer = ProductCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        data = _resolve_brand_category(dict(serializer.validated_data))
-        product = product_create(**data)
+        # One transaction: a refused product leaves no new brand or category behind.
+        with transaction.atomic():
+            product = product_create(**_resolve_brand_category(dict(serializer.validated_data)))
         product = selectors.product_list().get(pk=product.pk)
         return Response(ProductOutputSerializer(product).data, status=status.HTTP_201_CREATED)
 
@@ -109,7 +113,9 @@ class ProductViewSet(
         product = get_object_or_404(Product, handle=kwargs["handle"])
         serializer = ProductUpdateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        product_update(product=product, **_resolve_brand_category(dict(serializer.validated_data)))
+        with transaction.atomic():
+            data = _resolve_brand_category(dict(serializer.validated_data))
+            product_update(product=product, **data)
         return Response(ProductOutputSerializer(selectors.product_list().get(pk=product.pk)).data)
 
 
@@ -192,7 +198,7 @@ class VariantViewSet(
             OpenApiParameter("cursor", OpenApiTypes.STR, description="Cursor from `next`."),
         ],
         filters=False,
-        responses={200: VariantOutputSerializer(many=True), **WRITE_ERRORS},
+        responses={200: VariantChangeOutputSerializer(many=True), **WRITE_ERRORS},
     )
     @action(
         detail=False, methods=["get"], pagination_class=ChangesCursorPagination, filter_backends=[]
@@ -210,10 +216,12 @@ class VariantViewSet(
                     f"{since!r} is not an ISO 8601 date-time.",
                     extra={"since": ["Enter an ISO 8601 date-time."]},
                 )
+            if timezone.is_naive(parsed):
+                parsed = timezone.make_aware(parsed)
             queryset = queryset.filter(updated_at__gte=parsed)
         page = self.paginate_queryset(queryset)
         data = [selectors.variant_to_detail(v) for v in page]
-        return self.get_paginated_response(VariantOutputSerializer(data, many=True).data)
+        return self.get_paginated_response(VariantChangeOutputSerializer(data, many=True).data)
 
     @extend_schema(
         summary="Create or change the listing of a variant on a channel",
@@ -255,8 +263,14 @@ class VariantViewSet(
 class ChannelFeedView(APIView):
     """A sales channel's feed, in the format and with the fields set in the admin."""
 
+    def perform_content_negotiation(self, request, force=False):
+        # The feed's own format decides the content type, whatever the client accepts.
+        return super().perform_content_negotiation(request, force=True)
+
     @extend_schema(
         summary="Download a channel's feed",
+        description="CSV or JSON, as set for the channel in the admin, whatever the `Accept` "
+        "header asks for.",
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV feed"),
             (200, "application/json"): OpenApiResponse(
@@ -265,10 +279,6 @@ class ChannelFeedView(APIView):
             **{code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404)},
         },
     )
-    def perform_content_negotiation(self, request, force=False):
-        # The feed's own format decides the content type, whatever the client accepts.
-        return super().perform_content_negotiation(request, force=True)
-
     def get(self, request, code):
         channel = get_object_or_404(Channel, code=code)
         feed = channel_feed_get(channel=channel)

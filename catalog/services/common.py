@@ -1,3 +1,5 @@
+from decimal import Decimal, InvalidOperation
+
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -20,3 +22,18 @@ def clean_instance(instance: models.Model, *, what: str, exclude=None, unique=Tr
         raise ValidationFailed(
             f"{what} is not valid: {first[0]}: {first[1][0]}", extra=details
         ) from exc
+
+
+def to_decimal(value, *, field: str) -> Decimal:
+    """``value`` as a finite ``Decimal``, or ``ValidationFailed`` on ``field``.
+
+    ``Decimal("abc")`` raises ``InvalidOperation`` and ``Decimal("NaN") < 0`` does too, so input
+    is checked here, before any comparison.
+    """
+    try:
+        result = Decimal(str(value).strip())
+    except (InvalidOperation, TypeError, ValueError):
+        result = None
+    if result is None or not result.is_finite():
+        raise ValidationFailed(f"{value!r} is not a number.", extra={field: ["Enter a number."]})
+    return result

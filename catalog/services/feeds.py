@@ -1,5 +1,6 @@
 """Feed generation: write each sales channel's feed file."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -7,11 +8,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from catalog.feeds import FEED_FIELDS, feed_chunks
+from catalog.feeds import feed_chunks, feed_validate_fields
 from catalog.models import ChannelFeed
-from omni.exceptions import ValidationFailed
+from omni.exceptions import OmniError, ValidationFailed
 from omni.models import Channel
 from omni.services import outbox_emit
+
+logger = logging.getLogger(__name__)
 
 
 def channel_feed_get(*, channel: Channel) -> ChannelFeed:
@@ -26,28 +29,27 @@ def channel_feed_get(*, channel: Channel) -> ChannelFeed:
 
 
 def channel_feed_validate_fields(fields: list) -> None:
-    unknown = [f for f in fields if f not in FEED_FIELDS]
-    if not isinstance(fields, list) or unknown:
-        raise ValidationFailed(
-            f"Unknown feed fields: {', '.join(map(str, unknown))}.",
-            extra={"fields": [f"Choose from: {', '.join(FEED_FIELDS)}."]},
-        )
+    feed_validate_fields(fields)
 
 
 def channel_feed_generate(*, channel: Channel) -> ChannelFeed:
     """Write the channel's feed to ``OMNI_FEEDS_DIR/<code>.<format>`` (atomically replaced)."""
     feed = channel_feed_get(channel=channel)
-    channel_feed_validate_fields(list(feed.fields))
+    chunks = feed_chunks(feed)  # refuses bad fields before any file is touched
     directory = Path(settings.OMNI_FEEDS_DIR)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{channel.code}.{feed.format}"
     tmp = target.with_suffix(target.suffix + ".tmp")
     lines = 0
-    with open(tmp, "w", encoding="utf-8", newline="") as handle:
-        for chunk in feed_chunks(feed):
-            handle.write(chunk)
-            lines += 1
-    os.replace(tmp, target)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+                lines += 1
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # the previous feed file stays as it was
+        raise
     rows = max(lines - (1 if feed.format == "csv" else 2), 0)
     with transaction.atomic():
         ChannelFeed.objects.filter(pk=feed.pk).update(
@@ -64,7 +66,15 @@ def channel_feed_generate(*, channel: Channel) -> ChannelFeed:
 
 
 def channel_feed_generate_all() -> list[ChannelFeed]:
-    return [
-        channel_feed_generate(channel=channel)
-        for channel in Channel.objects.sales().active().order_by("code")
-    ]
+    """Write the feed of every active sales channel; return those written.
+
+    A feed refused for its settings (unknown fields) is logged and skipped: one channel's bad
+    setting must not leave every channel after it in the alphabet with a stale feed.
+    """
+    feeds = []
+    for channel in Channel.objects.sales().active().order_by("code"):
+        try:
+            feeds.append(channel_feed_generate(channel=channel))
+        except OmniError as exc:
+            logger.error("The feed of channel %s was not generated: %s", channel.code, exc)
+    return feeds

@@ -8,6 +8,7 @@ categories, products, variants and listings upserted, set-based, in one transact
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -35,6 +36,21 @@ from .listings import channel_currency
 from .products import CATEGORY_SEPARATOR, category_split_path
 
 MAX_ERRORS = 500
+HANDLE_RE = re.compile(r"[-a-zA-Z0-9_]+")  # a SlugField's rule: ASCII only
+CENT = Decimal("0.01")
+# Largest values the columns hold: bulk_create does not run the model's validators, so a value
+# past these would fail in the database (DataError) instead of being reported on its row.
+PRICE_FIELD = Variant._meta.get_field("base_price")
+MAX_PRICE = Decimal(10) ** (PRICE_FIELD.max_digits - PRICE_FIELD.decimal_places)
+MAX_WEIGHT = 2147483647
+MAX_LENGTHS = {
+    "handle": Product._meta.get_field("handle").max_length,
+    "title": Product._meta.get_field("title").max_length,
+    "brand": Brand._meta.get_field("name").max_length,
+    "channel_title": ChannelListing._meta.get_field("title").max_length,
+}
+CATEGORY_NAME_MAX = Category._meta.get_field("name").max_length
+CATEGORY_PATH_MAX = Category._meta.get_field("path").max_length
 
 
 @dataclass
@@ -69,6 +85,21 @@ class _Errors:
         for message in exc.messages:
             self.add(row, column, message)
 
+    def cells(self) -> set:
+        """The (row, column) cells with an error, so that rules across rows skip them."""
+        return {(e["row"], e["column"]) for e in self.items}
+
+    def sorted(self) -> list:
+        return sorted(self.items, key=lambda e: e["row"])
+
+
+def _refused(errors: list) -> ValidationFailed:
+    return ValidationFailed(
+        f"The file was refused: {len(errors)} error(s); nothing was imported.",
+        code="import_invalid",
+        extra={"errors": errors},
+    )
+
 
 def _decimal(value: str):
     try:
@@ -76,6 +107,18 @@ def _decimal(value: str):
     except InvalidOperation:
         return None
     return result if result.is_finite() else None
+
+
+def _price_error(text: str, value) -> str | None:
+    """Why ``value`` (parsed from ``text``) cannot be a price, or None."""
+    if value is None or value < 0:
+        return f"{text!r} is not a price >= 0."
+    if value >= MAX_PRICE:
+        digits = PRICE_FIELD.max_digits - PRICE_FIELD.decimal_places
+        return f"{text!r} is too large (at most {digits} digits before the point)."
+    if value != value.quantize(CENT):
+        return f"{text!r} has more than 2 decimal places."
+    return None
 
 
 def _datetime(value: str):
@@ -94,25 +137,40 @@ def _datetime(value: str):
 
 
 def _read(stream) -> tuple[list[str], list[dict]]:
-    if isinstance(stream, bytes):
-        stream = stream.decode("utf-8-sig")
-    if isinstance(stream, str):
-        stream = io.StringIO(stream)
-    reader = csv.DictReader(stream)
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
-    return header, list(reader)
+    """The header and the rows; ``ValidationFailed`` if the file is not UTF-8 or not a CSV."""
+    header, rows = None, []
+    try:
+        if isinstance(stream, bytes):
+            stream = stream.decode("utf-8-sig")
+        if isinstance(stream, str):
+            stream = io.StringIO(stream.removeprefix("\ufeff"))
+        reader = csv.DictReader(stream)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        for raw in reader:
+            rows.append(raw)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        if isinstance(exc, UnicodeDecodeError):
+            message = "The file is not UTF-8 text."
+        else:
+            message = f"The file is not a readable CSV: {exc}."
+        row = 1 if header is None else len(rows) + 2
+        raise _refused([{"row": row, "column": "-", "message": message}]) from exc
+    return header, rows
 
 
 def _parse_rows(header, raw_rows, errors: _Errors, progress=None):
     """Validate each row on its own; return the rows as clean dicts keyed by row number."""
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     unknown = [c for c in header if c not in COLUMNS]
+    repeated = sorted({c for c in header if header.count(c) > 1}, key=header.index)
     if missing:
         errors.add(1, ", ".join(missing), "Required column missing from the header.")
     for c in unknown:
         errors.add(1, c, f"Unknown column (expected some of: {', '.join(COLUMNS)}).")
-    if missing or unknown:
+    for c in repeated:
+        errors.add(1, c, "Column given twice.")
+    if missing or unknown or repeated:
         return []
     channels = {c.code: c for c in Channel.objects.all()}
     parsed = []
@@ -124,17 +182,28 @@ def _parse_rows(header, raw_rows, errors: _Errors, progress=None):
             continue
         r = {k: (v or "").strip() for k, v in raw.items()}
         row = {"row": index}
+        for column, value in r.items():
+            if "\x00" in value:  # PostgreSQL text cannot hold it
+                errors.add(index, column, "Contains a NUL character.")
+        row["category"] = f" {CATEGORY_SEPARATOR} ".join(category_split_path(r.get("category")))
         for column in REQUIRED_COLUMNS:
-            if not r.get(column):
+            if not (row["category"] if column == "category" else r.get(column)):
                 errors.add(index, column, "Required.")
+        for column, limit in MAX_LENGTHS.items():
+            if len(r.get(column, "")) > limit:
+                errors.add(index, column, f"At most {limit} characters.")
+        if any(len(part) > CATEGORY_NAME_MAX for part in category_split_path(row["category"])):
+            errors.add(index, "category", f"At most {CATEGORY_NAME_MAX} characters per level.")
+        elif len(row["category"]) > CATEGORY_PATH_MAX:
+            errors.add(index, "category", f"At most {CATEGORY_PATH_MAX} characters.")
         row["handle"] = r.get("handle", "")
-        if row["handle"] and not all(ch.isalnum() or ch in "-_" for ch in row["handle"]):
+        if row["handle"] and not HANDLE_RE.fullmatch(row["handle"]):
             errors.add(index, "handle", "Use letters, digits, '-' and '_' only.")
         row["title"] = r.get("title", "")
         row["brand"] = r.get("brand", "")
-        row["category"] = f" {CATEGORY_SEPARATOR} ".join(category_split_path(r.get("category")))
         row["description"] = r.get("description", "")
         for column, key in (("attributes", "attributes"), ("options", "option_values")):
+            row[key] = {}
             try:
                 row[key] = parse_pairs(r.get(column, ""))
             except ValueError as exc:
@@ -154,13 +223,15 @@ def _parse_rows(header, raw_rows, errors: _Errors, progress=None):
         weight = r.get("weight_grams", "")
         row["weight_grams"] = None
         if weight:
-            if weight.isdigit():
+            # isascii(): "²".isdigit() is True but int("²") fails
+            if weight.isascii() and weight.isdigit() and int(weight) <= MAX_WEIGHT:
                 row["weight_grams"] = int(weight)
             else:
                 errors.add(index, "weight_grams", f"{weight!r} is not a whole number of grams.")
         base_price = _decimal(r.get("base_price", "")) if r.get("base_price") else None
-        if r.get("base_price") and (base_price is None or base_price < 0):
-            errors.add(index, "base_price", f"{r['base_price']!r} is not a price >= 0.")
+        problem = _price_error(r["base_price"], base_price) if r.get("base_price") else None
+        if problem:
+            errors.add(index, "base_price", problem)
         row["base_price"] = base_price
         row["channel"] = None
         code = r.get("channel", "")
@@ -178,8 +249,9 @@ def _parse_rows(header, raw_rows, errors: _Errors, progress=None):
             row["published"] = published in TRUE_VALUES
             price_text = r.get("price", "")
             price = _decimal(price_text) if price_text else base_price
-            if price_text and (price is None or price < 0):
-                errors.add(index, "price", f"{price_text!r} is not a price >= 0.")
+            problem = _price_error(price_text, price) if price_text else None
+            if problem:
+                errors.add(index, "price", problem)
             row["price"] = price
             currency = normalize_currency(r.get("currency"))
             if not currency and row["channel"] is not None:
@@ -210,38 +282,55 @@ def _parse_rows(header, raw_rows, errors: _Errors, progress=None):
 
 
 def _check_consistency(rows, errors: _Errors):
-    """Rules across rows and against the database."""
+    """Rules across rows and against the database.
+
+    Runs even when some rows have errors of their own, so that a refused file lists every
+    error at once; cells that already have an error are left out of the comparisons.
+    """
     first_product, first_variant, listing_rows = {}, {}, {}
     product_keys = ("title", "brand", "category", "description", "attributes")
     variant_keys = ("handle", "gtin", "option_values", "weight_grams", "base_price")
     gtin_owner = {}
+    bad = errors.cells()
+
+    def column_of(key):
+        return "options" if key == "option_values" else key
+
+    def differs(row, ref, key):
+        column = column_of(key)
+        if (row["row"], column) in bad or (ref["row"], column) in bad:
+            return False
+        return row[key] != ref[key]
+
     for row in rows:
         handle, sku = row["handle"], row["sku"]
-        if handle in first_product:
+        handle_ok = bool(handle) and (row["row"], "handle") not in bad
+        sku_ok = bool(sku) and (row["row"], "sku") not in bad
+        if handle_ok and handle in first_product:
             ref = first_product[handle]
             for key in product_keys:
-                if row[key] != ref[key]:
-                    column = "options" if key == "option_values" else key
+                if differs(row, ref, key):
                     errors.add(
                         row["row"],
-                        column,
+                        column_of(key),
                         f"Differs from row {ref['row']} for the same product {handle!r}.",
                     )
-        else:
+        elif handle_ok:
             first_product[handle] = row
+        if not sku_ok:
+            continue
         if sku in first_variant:
             ref = first_variant[sku]
             for key in variant_keys:
-                if row[key] != ref[key]:
-                    column = "options" if key == "option_values" else key
+                if differs(row, ref, key):
                     errors.add(
                         row["row"],
-                        column,
+                        column_of(key),
                         f"Differs from row {ref['row']} for the same SKU {sku}.",
                     )
         else:
             first_variant[sku] = row
-        if row["gtin"]:
+        if row["gtin"] and (row["row"], "gtin") not in bad:
             other = gtin_owner.setdefault(row["gtin"], sku)
             if other != sku:
                 errors.add(row["row"], "gtin", f"GTIN {row['gtin']} is also given to SKU {other}.")
@@ -269,6 +358,8 @@ def _check_consistency(rows, errors: _Errors):
             }
         )
     for sku, row in first_variant.items():
+        if (row["row"], "handle") in bad or not row["handle"]:
+            continue
         if sku in existing and existing[sku][0] != row["handle"]:
             errors.add(
                 row["row"],
@@ -294,15 +385,11 @@ def catalog_import_csv(*, stream, progress=None) -> CatalogImportResult:
     if not header:
         errors.add(1, "-", "The file is empty: expected a header row.")
     rows = _parse_rows(header, raw_rows, errors, progress) if header else []
-    products, variants = _check_consistency(rows, errors) if not errors.items else ({}, {})
+    products, variants = _check_consistency(rows, errors)
     if not errors.items and not rows:
         errors.add(2, "-", "The file has a header but no rows.")
     if errors.items:
-        raise ValidationFailed(
-            f"The file was refused: {len(errors.items)} error(s); nothing was imported.",
-            code="import_invalid",
-            extra={"errors": errors.items},
-        )
+        raise _refused(errors.sorted())
     return _write(rows, products, variants)
 
 
@@ -378,23 +465,25 @@ def _write(rows, products: dict, variants: dict) -> CatalogImportResult:
 
     listing_rows = [r for r in rows if r["channel"] is not None]
     existing_listings = {
-        (vid, cid): published
-        for vid, cid, published in ChannelListing.objects.filter(
+        (vid, cid): (published, published_at)
+        for vid, cid, published, published_at in ChannelListing.objects.filter(
             variant_id__in=variant_ids.values()
-        ).values_list("variant_id", "channel_id", "is_published")
+        ).values_list("variant_id", "channel_id", "is_published", "published_at")
     }
     listings = []
     events = []
     for r in listing_rows:
         vid, channel = variant_ids[r["sku"]], r["channel"]
-        was_published = existing_listings.get((vid, channel.pk))
+        was_published, published_at = existing_listings.get((vid, channel.pk), (False, None))
+        if r["published"] and not was_published:
+            published_at = now  # as listing_publish does; kept while it stays published
         listings.append(
             ChannelListing(
                 variant_id=vid,
                 product_id=product_ids[r["handle"]],
                 channel=channel,
                 is_published=r["published"],
-                published_at=now if r["published"] else None,
+                published_at=published_at,
                 price=r["price"],
                 currency=r["currency"],
                 title=r["channel_title"],
@@ -404,7 +493,7 @@ def _write(rows, products: dict, variants: dict) -> CatalogImportResult:
                 updated_at=now,
             )
         )
-        if r["published"] != bool(was_published):
+        if r["published"] != was_published:
             events.append(
                 {
                     "type": "catalog.listing.published"
@@ -425,6 +514,7 @@ def _write(rows, products: dict, variants: dict) -> CatalogImportResult:
         unique_fields=["variant", "channel"],
         update_fields=[
             "is_published",
+            "published_at",
             "price",
             "currency",
             "title",

@@ -13,7 +13,8 @@ from omni.exceptions import ValidationFailed
 from omni.models import Channel
 from omni.services import outbox_emit, outbox_emit_many
 
-from .common import clean_instance
+from .common import clean_instance, to_decimal
+from .products import variant_lock
 
 UNSET = object()
 
@@ -38,15 +39,15 @@ def channel_currency(channel: Channel) -> str:
 
 
 def _price(value, field="price") -> Decimal:
-    try:
-        price = Decimal(str(value))
-    except (InvalidOperation, TypeError, ValueError):
-        raise ValidationFailed(
-            f"{value!r} is not a price.", extra={field: ["Enter a number."]}
-        ) from None
-    if price < 0 or not price.is_finite():
+    price = to_decimal(value, field=field)
+    if price < 0:
         raise ValidationFailed("A price cannot be negative.", extra={field: ["Must be >= 0."]})
-    return price.quantize(Decimal("0.01"))
+    try:
+        return price.quantize(Decimal("0.01"))
+    except InvalidOperation:  # more digits than the context holds: far above max_digits
+        raise ValidationFailed(
+            f"{value!r} is too large for a price.", extra={field: ["Too large."]}
+        ) from None
 
 
 def _listing_payload(listing: ChannelListing, sku: str) -> dict:
@@ -84,6 +85,7 @@ def listing_publish(*, variants, channel: Channel, price=None, currency=None) ->
     """
     _require_sales_channel(channel)
     ids = _variant_ids(variants)
+    variant_lock(ids)
     now = timezone.now()
     currency = normalize_currency(currency) or channel_currency(channel)
     if price is not None:
@@ -150,6 +152,7 @@ def listing_unpublish(*, variants, channel: Channel) -> int:
     if not channel.is_sales:
         _require_sales_channel(channel)
     ids = _variant_ids(variants)
+    variant_lock(ids)
     now = timezone.now()
     listings = ChannelListing.objects.filter(channel=channel, variant_id__in=ids, is_published=True)
     changed = list(listings.values_list("variant_id", flat=True))
@@ -189,6 +192,7 @@ def listing_upsert(
 
     Omitted fields keep their value."""
     _require_sales_channel(channel)
+    variant_lock([variant.pk])
     listing = (
         ChannelListing.objects.select_for_update().filter(variant=variant, channel=channel).first()
     )
@@ -218,6 +222,16 @@ def listing_upsert(
         listing.is_published = bool(is_published)
     if listing.is_published and (created or not old_published):
         listing.published_at = timezone.now()
+    # A database check constraint; clean_instance(unique=False) does not run constraints.
+    if (
+        listing.available_from is not None
+        and listing.available_until is not None
+        and listing.available_until <= listing.available_from
+    ):
+        raise ValidationFailed(
+            "A listing's availability must end after it starts.",
+            extra={"available_until": ["Must be after available_from."]},
+        )
     clean_instance(listing, what=f"Listing of {variant.sku} on {channel.code}", unique=False)
     listing.save()
     Variant.objects.filter(pk=variant.pk).update(updated_at=timezone.now())

@@ -11,11 +11,27 @@ from catalog.validators import normalize_gtin, normalize_sku
 from omni.exceptions import ValidationFailed
 from omni.services import outbox_emit
 
-from .common import clean_instance
+from .common import clean_instance, to_decimal
 
 PRODUCT_FIELDS = ("title", "description", "brand", "category", "attributes", "is_active")
 VARIANT_FIELDS = ("gtin", "option_values", "weight_grams", "base_price", "is_active")
+VARIANT_CREATE_FIELDS = ("sku", *VARIANT_FIELDS)
 CATEGORY_SEPARATOR = ">"
+CENT = Decimal("0.01")
+
+
+def variant_lock(ids) -> list[int]:
+    """Lock the rows of the variants ``ids`` in primary-key order; return the ids found.
+
+    Listing writes take it first, so that two of them on the same variants queue up instead
+    of both inserting the missing listing (one would fail on the unique constraint).
+    """
+    return list(
+        Variant.objects.select_for_update()
+        .filter(pk__in=ids)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def brand_get_or_create(*, name: str) -> Brand:
@@ -97,6 +113,12 @@ def product_create(
     )
     seen = set()
     for index, data in enumerate(variants):
+        unknown = sorted(set(data) - set(VARIANT_CREATE_FIELDS))
+        if unknown:
+            raise ValidationFailed(
+                f"Unknown variant fields: {', '.join(unknown)}.",
+                extra={f"variants[{index}].{f}": ["Unknown field."] for f in unknown},
+            )
         sku = normalize_sku(data.get("sku", ""))
         if sku in seen:
             raise ValidationFailed(
@@ -130,6 +152,21 @@ def product_update(*, product: Product, **changes) -> Product:
     return product
 
 
+def _check_gtin_free(variant: Variant) -> None:
+    """Refuse a GTIN held by another SKU, naming it (the constraint gives no field or SKU)."""
+    if not variant.gtin:
+        return
+    owner = (
+        Variant.objects.filter(gtin=variant.gtin)
+        .exclude(pk=variant.pk)
+        .values_list("sku", flat=True)
+        .first()
+    )
+    if owner is not None:
+        message = f"GTIN {variant.gtin} already belongs to SKU {owner}."
+        raise ValidationFailed(message, extra={"gtin": [message]})
+
+
 @transaction.atomic
 def variant_create(
     *,
@@ -147,10 +184,12 @@ def variant_create(
         gtin=normalize_gtin(gtin),
         option_values=option_values or {},
         weight_grams=weight_grams,
-        base_price=Decimal(str(base_price)) if base_price is not None else None,
+        base_price=to_decimal(base_price, field="base_price") if base_price is not None else None,
         is_active=is_active,
     )
+    _check_gtin_free(variant)
     clean_instance(variant, what=f"Variant {variant.sku or '(no SKU)'}")
+    variant.base_price = variant.base_price.quantize(CENT)  # "9.5" is stored, and sent, as 9.50
     variant.save()
     Product.objects.filter(pk=product.pk).update(updated_at=timezone.now())
     outbox_emit(
@@ -180,10 +219,12 @@ def variant_update(*, variant: Variant, **changes) -> Variant:
     if "gtin" in changes:
         changes["gtin"] = normalize_gtin(changes["gtin"])
     if changes.get("base_price") is not None:
-        changes["base_price"] = Decimal(str(changes["base_price"]))
+        changes["base_price"] = to_decimal(changes["base_price"], field="base_price")
     for field, value in changes.items():
         setattr(variant, field, value)
+    _check_gtin_free(variant)
     clean_instance(variant, what=f"Variant {variant.sku}")
+    variant.base_price = variant.base_price.quantize(CENT)
     variant.save()
     Product.objects.filter(pk=variant.product_id).update(updated_at=timezone.now())
     outbox_emit(

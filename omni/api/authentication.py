@@ -31,11 +31,12 @@ class ApiClientUser:
 class ApiClientTokenAuthentication(authentication.BaseAuthentication):
     """``Authorization: Token <token>`` (or ``Bearer <token>``) for an active API client."""
 
-    keywords = ("token", "bearer")
+    keywords = (b"token", b"bearer")
 
     def authenticate(self, request):
         header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower().decode() not in self.keywords:
+        # Compared as bytes: a header with non-UTF-8 bytes is someone else's scheme, not a 500.
+        if not header or header[0].lower() not in self.keywords:
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed(

@@ -4,6 +4,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
 from django.http import Http404, JsonResponse
 from drf_spectacular.utils import inline_serializer
 from rest_framework import exceptions, serializers, status
@@ -57,10 +58,24 @@ def exception_handler(exc, context):
             error_body("validation_error", "The request has invalid fields.", details),
             status=status.HTTP_400_BAD_REQUEST,
         )
+    if isinstance(exc, IntegrityError):
+        # The database refused a write that a concurrent request made invalid (two creates of
+        # one handle or SKU at once). The service's transaction rolled back, so nothing
+        # changed and the client may retry.
+        constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
+        logger.warning("Integrity error in the API (constraint %s): %s", constraint, exc)
+        return Response(
+            error_body(
+                "conflict",
+                "The request conflicts with a concurrent change; retry it.",
+                {"constraint": constraint} if constraint else None,
+            ),
+            status=status.HTTP_409_CONFLICT,
+        )
     if isinstance(exc, Http404):
-        exc = exceptions.NotFound()
+        exc = exceptions.NotFound(str(exc) or None)
     elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied()
+        exc = exceptions.PermissionDenied(str(exc) or None)
 
     if isinstance(exc, exceptions.APIException):
         code, message = exc.default_code, None

@@ -61,7 +61,8 @@ class IdempotentMixin:
             principal=_principal(request),
             key=key,
             method=request.method,
-            path=request.path,
+            # Routes match with and without the trailing slash: one key, one path.
+            path=request.path.rstrip("/") + "/",
             fingerprint=fingerprint,
         )
         if claim.replay is not None:
@@ -82,10 +83,7 @@ class IdempotentMixin:
         record = getattr(self, "_idempotency_record", None)
         if record is not None:
             self._idempotency_record = None
-            body = (
-                json.loads(JSONRenderer().render(response.data))
-                if response.data is not None
-                else None
-            )
+            data = getattr(response, "data", None)
+            body = json.loads(JSONRenderer().render(data)) if data is not None else None
             idempotency_complete(record=record, status=response.status_code, body=body)
         return response

@@ -1,8 +1,7 @@
-from rest_framework.routers import SimpleRouter
-
+from omni.api.routers import OptionalSlashRouter
 from omni.api.views import ChannelViewSet
 
-router = SimpleRouter(trailing_slash="/?")
+router = OptionalSlashRouter()
 router.register("channels", ChannelViewSet, basename="channel")
 
 urlpatterns = router.urls

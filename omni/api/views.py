@@ -2,6 +2,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
 from omni.api.errors import ErrorSerializer
+from omni.api.filters import ChannelFilter
 from omni.api.serializers import ChannelOutputSerializer
 from omni.models import Channel
 
@@ -24,4 +25,4 @@ class ChannelViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Channel.objects.all()
     serializer_class = ChannelOutputSerializer
     lookup_field = "code"
-    filterset_fields = ["kind", "is_active"]
+    filterset_class = ChannelFilter

@@ -135,6 +135,7 @@ def _wait_for(predicate, timeout: float) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::celery.exceptions.AlwaysEagerIgnored")
 def test_worker_and_beat_run_scheduled_and_sent_tasks(transactional_db, redis_url, tmp_path):
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
 

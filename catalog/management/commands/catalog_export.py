@@ -1,5 +1,4 @@
 import csv
-import sys
 
 from django.core.management.base import BaseCommand
 
@@ -14,7 +13,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, output, **options):
         if output == "-":
-            count = self._write(sys.stdout)
+            # self.stdout, not sys.stdout, so call_command(stdout=...) captures the CSV.
+            count = self._write(self.stdout)
         else:
             with open(output, "w", encoding="utf-8", newline="") as handle:
                 count = self._write(handle)
