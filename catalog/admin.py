@@ -27,6 +27,7 @@ from catalog.models import Brand, Category, ChannelFeed, ChannelListing, Product
 from catalog.selectors import catalog_export_rows
 from catalog.services import (
     catalog_import_csv,
+    category_save,
     channel_feed_generate,
     listing_publish,
     listing_unpublish,
@@ -189,7 +190,7 @@ class BrandAdmin(admin.ModelAdmin):
 
 
 @admin.register(Category)
-class CategoryAdmin(admin.ModelAdmin):
+class CategoryAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_display = ["path", "parent", "created_at"]
     search_fields = ["path", "name"]
     list_select_related = ["parent"]
@@ -197,8 +198,13 @@ class CategoryAdmin(admin.ModelAdmin):
     readonly_fields = ["path"]
 
     def save_model(self, request, obj, form, change):
-        obj.path = f"{obj.parent.path} > {obj.name}" if obj.parent else obj.name
-        super().save_model(request, obj, form, change)
+        saved = category_save(
+            category=Category.objects.get(pk=obj.pk) if change else None,
+            name=form.cleaned_data["name"],
+            parent=form.cleaned_data.get("parent"),
+        )
+        obj.pk = saved.pk
+        obj.refresh_from_db()
 
 
 # --- Products ---------------------------------------------------------------------------------
@@ -543,7 +549,12 @@ class ChannelFeedAdmin(ServiceAdminMixin, admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         feed = get_object_or_404(ChannelFeed.objects.select_related("channel"), pk=pk)
-        response = StreamingHttpResponse(feed_chunks(feed), content_type=feed_content_type(feed))
+        try:
+            chunks = feed_chunks(feed)
+        except OmniError as exc:
+            self.message_user(request, f"{feed.channel.code}: {exc}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:catalog_channelfeed_changelist"))
+        response = StreamingHttpResponse(chunks, content_type=feed_content_type(feed))
         response["Content-Disposition"] = (
             f'attachment; filename="{feed.channel.code}.{feed.format}"'
         )

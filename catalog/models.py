@@ -99,7 +99,10 @@ class Variant(models.Model):
         indexes = [models.Index(fields=["updated_at", "id"], name="variant_changes_idx")]
         constraints = [
             models.UniqueConstraint(
-                fields=["gtin"], condition=Q(gtin__isnull=False), name="variant_gtin_unique"
+                fields=["gtin"],
+                condition=Q(gtin__isnull=False),
+                name="variant_gtin_unique",
+                violation_error_message="A variant with this GTIN exists already.",
             ),
             models.CheckConstraint(condition=Q(sku=Upper("sku")), name="variant_sku_upper"),
             models.CheckConstraint(condition=Q(sku__regex=SKU_DB_REGEX), name="variant_sku_format"),

@@ -160,7 +160,8 @@ def catalog_export_rows(products=None, *, chunk_size: int = 2000):
         ]
 
 
-def _listing_dict(listing: ChannelListing, product_title: str) -> dict:
+def listing_to_dict(listing: ChannelListing, product_title: str) -> dict:
+    """A listing as the API shows it (its channel must be loaded)."""
     return {
         "channel": listing.channel.code,
         "is_published": listing.is_published,
@@ -191,7 +192,7 @@ def variant_to_detail(variant: Variant) -> dict:
             "category": product.category.path,
         },
         "listings": [
-            _listing_dict(listing, product.title)
+            listing_to_dict(listing, product.title)
             for listing in sorted(variant.listings.all(), key=lambda x: x.channel.code)
         ],
     }

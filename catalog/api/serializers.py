@@ -4,6 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from catalog.models import Product
+from catalog.selectors import listing_to_dict
 
 
 class ProductSummarySerializer(serializers.Serializer):
@@ -49,16 +50,7 @@ class ProductVariantSerializer(serializers.Serializer):
     def get_listings(self, variant) -> list[dict]:
         return ListingOutputSerializer(
             [
-                {
-                    "channel": listing.channel.code,
-                    "is_published": listing.is_published,
-                    "price": listing.price,
-                    "currency": listing.currency,
-                    "title": listing.title or variant.product.title,
-                    "available_from": listing.available_from,
-                    "available_until": listing.available_until,
-                    "updated_at": listing.updated_at,
-                }
+                listing_to_dict(listing, variant.product.title)
                 for listing in sorted(variant.listings.all(), key=lambda x: x.channel.code)
             ],
             many=True,

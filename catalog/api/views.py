@@ -244,20 +244,8 @@ class VariantViewSet(
         serializer = ListingInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         listing = listing_upsert(variant=variant, channel=channel, **serializer.validated_data)
-        return Response(
-            ListingOutputSerializer(
-                {
-                    "channel": channel.code,
-                    "is_published": listing.is_published,
-                    "price": listing.price,
-                    "currency": listing.currency,
-                    "title": listing.title or variant.product.title,
-                    "available_from": listing.available_from,
-                    "available_until": listing.available_until,
-                    "updated_at": listing.updated_at,
-                }
-            ).data
-        )
+        detail = selectors.listing_to_dict(listing, variant.product.title)
+        return Response(ListingOutputSerializer(detail).data)
 
 
 class ChannelFeedView(APIView):

@@ -1,7 +1,7 @@
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import IntegrityError, models, transaction
 
 from omni.exceptions import ValidationFailed
 
@@ -37,3 +37,13 @@ def to_decimal(value, *, field: str) -> Decimal:
     if result is None or not result.is_finite():
         raise ValidationFailed(f"{value!r} is not a number.", extra={field: ["Enter a number."]})
     return result
+
+
+def save_new(instance: models.Model, *, field: str, message: str) -> None:
+    """Insert ``instance``; a unique clash that a concurrent request won after our checks
+    becomes the same ``ValidationFailed`` a sequential duplicate gets."""
+    try:
+        with transaction.atomic():
+            instance.save()
+    except IntegrityError:
+        raise ValidationFailed(message, extra={field: [message]}) from None

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from catalog.models import ChannelListing, Variant
+from catalog.models import ChannelListing, Product, Variant
 from catalog.validators import normalize_currency
 from omni.exceptions import ValidationFailed
 from omni.models import Channel
@@ -127,6 +127,7 @@ def listing_publish(*, variants, channel: Channel, price=None, currency=None) ->
     )
     changed = to_publish + [pk for pk, _, _ in new_variants]
     Variant.objects.filter(pk__in=changed).update(updated_at=now)
+    Product.objects.filter(variants__pk__in=changed).update(updated_at=now)
     skus = dict(Variant.objects.filter(pk__in=changed).values_list("pk", "sku"))
     outbox_emit_many(
         [
@@ -160,6 +161,7 @@ def listing_unpublish(*, variants, channel: Channel) -> int:
         is_published=False, updated_at=now
     )
     Variant.objects.filter(pk__in=changed).update(updated_at=now)
+    Product.objects.filter(variants__pk__in=changed).update(updated_at=now)
     skus = dict(Variant.objects.filter(pk__in=changed).values_list("pk", "sku"))
     outbox_emit_many(
         [
@@ -234,7 +236,8 @@ def listing_upsert(
         )
     clean_instance(listing, what=f"Listing of {variant.sku} on {channel.code}", unique=False)
     listing.save()
-    Variant.objects.filter(pk=variant.pk).update(updated_at=timezone.now())
+    Variant.objects.filter(pk=variant.pk).update(updated_at=listing.updated_at)
+    Product.objects.filter(pk=variant.product_id).update(updated_at=listing.updated_at)
     payload = _listing_payload(listing, variant.sku)
     events = ["catalog.listing.created" if created else "catalog.listing.updated"]
     if listing.is_published != (old_published if not created else False):

@@ -3,6 +3,8 @@
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import Value
+from django.db.models.functions import Concat, Substr
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -11,7 +13,7 @@ from catalog.validators import normalize_gtin, normalize_sku
 from omni.exceptions import ValidationFailed
 from omni.services import outbox_emit
 
-from .common import clean_instance, to_decimal
+from .common import clean_instance, save_new, to_decimal
 
 PRODUCT_FIELDS = ("title", "description", "brand", "category", "attributes", "is_active")
 VARIANT_FIELDS = ("gtin", "option_values", "weight_grams", "base_price", "is_active")
@@ -44,6 +46,40 @@ def brand_get_or_create(*, name: str) -> Brand:
 
 def category_split_path(path: str) -> list[str]:
     return [part.strip() for part in (path or "").split(CATEGORY_SEPARATOR) if part.strip()]
+
+
+@transaction.atomic
+def category_save(*, name: str, parent: Category | None, category: Category | None = None):
+    """Create a category, or rename or move ``category``; the paths of its subtree follow."""
+    name = (name or "").strip()
+    if not name or CATEGORY_SEPARATOR in name:
+        raise ValidationFailed(
+            f"A category needs a name without {CATEGORY_SEPARATOR!r}.",
+            extra={"name": [f"Required; {CATEGORY_SEPARATOR!r} separates the levels of a path."]},
+        )
+    ancestor = parent
+    while category is not None and category.pk and ancestor is not None:
+        if ancestor.pk == category.pk:
+            raise ValidationFailed(
+                "A category cannot be moved under itself or one of its subcategories.",
+                code="category_cycle",
+                extra={"parent": ["Choose a category outside this one's subtree."]},
+            )
+        ancestor = ancestor.parent
+    category = category if category is not None else Category()
+    old_path = category.path
+    category.name, category.parent = name, parent
+    category.path = f"{parent.path} {CATEGORY_SEPARATOR} {name}" if parent else name
+    clean_instance(category, what="Category")
+    category.save()
+    if old_path and old_path != category.path:
+        prefix = f"{old_path} {CATEGORY_SEPARATOR} "
+        Category.objects.filter(path__startswith=prefix).update(
+            path=Concat(
+                Value(f"{category.path} {CATEGORY_SEPARATOR} "), Substr("path", len(prefix) + 1)
+            )
+        )
+    return category
 
 
 def category_ensure_path(*, path: str) -> Category:
@@ -104,7 +140,7 @@ def product_create(
         is_active=is_active,
     )
     clean_instance(product, what="Product")
-    product.save()
+    save_new(product, field="handle", message=f"A product with handle {handle!r} exists already.")
     outbox_emit(
         type="catalog.product.created",
         subject_type="product",
@@ -190,7 +226,7 @@ def variant_create(
     _check_gtin_free(variant)
     clean_instance(variant, what=f"Variant {variant.sku or '(no SKU)'}")
     variant.base_price = variant.base_price.quantize(CENT)  # "9.5" is stored, and sent, as 9.50
-    variant.save()
+    save_new(variant, field="sku", message=f"Variant {variant.sku} or its GTIN exists already.")
     Product.objects.filter(pk=product.pk).update(updated_at=timezone.now())
     outbox_emit(
         type="catalog.variant.created",

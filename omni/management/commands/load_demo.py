@@ -27,7 +27,14 @@ class Command(BaseCommand):
         def progress(stage, count):
             self.stdout.write(f"  {stage}: {count}")
 
-        counts = generate_catalog(products=products, progress=progress)
+        last = (
+            Product.objects.filter(handle__regex=r"^p[0-9]{6}-")
+            .order_by("-handle")
+            .values_list("handle", flat=True)
+            .first()
+        )
+        start = int(last[1:7]) + 1 if last else 0
+        counts = generate_catalog(products=products, progress=progress, start=start)
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo catalog loaded in {time.monotonic() - started:.1f}s: "
