@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from .db import PreparedQuery
 from .exceptions import Conflict, Unprocessable, ValidationFailed
 from .models import ApiClient, IdempotencyKey, IdempotencyStatus, OutboxEvent
 
@@ -59,17 +60,34 @@ def api_client_create(*, name: str, access: str, channel=None, created_by=None) 
     return client, token
 
 
+CLIENT_AUTH_FIELDS = [
+    "id",
+    "name",
+    "channel_id",
+    "access",
+    "is_active",
+    "token_prefix",
+    "token_hash",
+    "last_used_at",
+]
+_client_by_prefix = PreparedQuery(
+    lambda prefix: ApiClient.objects.filter(token_prefix=prefix, is_active=True).values_list(
+        *CLIENT_AUTH_FIELDS
+    )
+)
+
+
 def api_client_authenticate(token: str) -> ApiClient | None:
     """The active client whose token this is, or None. One indexed query."""
     parts = token.split("_")
     if len(parts) < 3 or parts[0] != "omni":
         return None
-    client = (
-        ApiClient.objects.select_related("channel")
-        .filter(token_prefix=parts[1], is_active=True)
-        .first()
-    )
-    if client is None or not secrets.compare_digest(client.token_hash, ApiClient.hash_token(token)):
+    found = _client_by_prefix.rows(parts[1])
+    if not found:
+        return None
+    # Fields not read here are deferred: they load on first access, like any model instance.
+    client = ApiClient.from_db("default", CLIENT_AUTH_FIELDS, found[0])
+    if not secrets.compare_digest(client.token_hash, ApiClient.hash_token(token)):
         return None
     now = timezone.now()
     if client.last_used_at is None or now - client.last_used_at > timedelta(minutes=5):

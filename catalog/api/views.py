@@ -151,7 +151,7 @@ class VariantViewSet(
         detail = selectors.variant_detail_by_sku(normalize_sku(kwargs["sku"]))
         if detail is None:
             raise NotFound(f"No variant with SKU {kwargs['sku']}.")
-        return Response(VariantOutputSerializer(detail).data)
+        return Response(detail)  # already in the VariantOutputSerializer wire format
 
     @extend_schema(
         summary="Create a variant of a product",

@@ -779,7 +779,10 @@ def test_variant_detail_by_sku_folds_the_listings(web):
     }
     assert [
         (x["channel"], x["is_published"], x["price"], x["title"]) for x in detail["listings"]
-    ] == [("app", False, Decimal("9.00"), "App title"), ("web", True, Decimal("10.00"), "Tee")]
+    ] == [("app", False, "9.00", "App title"), ("web", True, "10.00", "Tee")]
+    # The selector returns the API's wire format: money as strings, datetimes in ISO 8601.
+    assert detail["base_price"] == "19.99"
+    assert detail["updated_at"] == variant.updated_at.isoformat().replace("+00:00", "Z")
 
 
 def test_variant_detail_by_sku_without_listings_or_unknown():

@@ -1,0 +1,45 @@
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from catalog.models import Variant
+from omni.db import PreparedQuery
+from tests.factories import VariantFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_prepared_query_compiles_once_and_swaps_parameters():
+    VariantFactory(sku="A-1", option_values={"size": "S"}, base_price=Decimal("5.00"))
+    VariantFactory(sku="B-2", option_values={"size": "L"}, base_price=Decimal("7.50"))
+    builds = []
+
+    def build(sku):
+        builds.append(sku)
+        return Variant.objects.filter(sku=sku).values_list("sku", "option_values", "base_price")
+
+    query = PreparedQuery(build)
+
+    with CaptureQueriesContext(connection) as captured:
+        first = query.rows("A-1")
+        second = query.rows("B-2")
+        missing = query.rows("NOPE")
+
+    # JSON and decimal columns come back converted, exactly as the ORM returns them.
+    assert first == [("A-1", {"size": "S"}, Decimal("5.00"))]
+    assert second == [("B-2", {"size": "L"}, Decimal("7.50"))]
+    assert missing == []
+    assert len(builds) == 1
+    assert len(captured.captured_queries) == 3
+    assert first == list(
+        Variant.objects.filter(sku="A-1").values_list("sku", "option_values", "base_price")
+    )
+
+
+def test_prepared_query_takes_the_parameters_it_was_built_with():
+    query = PreparedQuery(lambda sku: Variant.objects.filter(sku=sku).values_list("sku"))
+    query.rows("X")
+    with pytest.raises(ValueError):
+        query.rows("X", "Y")
