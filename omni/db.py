@@ -1,16 +1,30 @@
 """Database helpers shared by the apps."""
 
+import itertools
+import re
 import weakref
 
 from django.db import connections
 
+_names = itertools.count(1)
+_PLACEHOLDER = re.compile(r"%%|%s")
+
+
+def _numbered(sql: str) -> str:
+    """Django's ``%s`` placeholders as PostgreSQL's ``$1, $2, ...`` (and ``%%`` as ``%``)."""
+    counter = itertools.count(1)
+    return _PLACEHOLDER.sub(lambda m: "%" if m.group() == "%%" else f"${next(counter)}", sql)
+
 
 class PreparedQuery:
-    """A ``values_list`` queryset compiled once per connection and run with new parameters.
+    """A ``values_list`` queryset compiled once and run many times with new parameters.
 
-    Django builds and compiles a queryset's SQL on every evaluation; for a hot read of a few
-    rows (the SKU lookup, token authentication) that costs more than the query itself. This
-    keeps the ORM's SQL and its result converters and only swaps the parameter values.
+    Django builds and compiles a queryset's SQL on every evaluation, and PostgreSQL plans it on
+    every execution; for a hot read of a few rows (the SKU lookup, token authentication) each
+    costs more than running the query. This keeps the ORM's SQL and its result converters and
+    only swaps the parameter values. On PostgreSQL the statement is also prepared on the server
+    once per connection (``PREPARE``/``EXECUTE``), so it is not planned again. That needs
+    session-level connections: behind PgBouncer use session pooling, not transaction pooling.
 
     ``build`` takes one marker per parameter and returns the queryset; each marker must end up
     as a query parameter (a filter value), not inlined into the SQL.
@@ -18,7 +32,9 @@ class PreparedQuery:
 
     def __init__(self, build):
         self._build = build
-        self._compiled = weakref.WeakKeyDictionary()
+        self._name = f"omni_prepared_{next(_names)}"
+        self._compiled = weakref.WeakKeyDictionary()  # connection wrapper -> compiled entry
+        self._prepared = weakref.WeakKeyDictionary()  # DB-API connection -> True
 
     def _compile(self, connection, count: int):
         markers = [f"\x00prepared-parameter-{i}\x00" for i in range(count)]
@@ -28,18 +44,30 @@ class PreparedQuery:
         positions = [params.index(marker) for marker in markers]
         fields = [select[0] for select in compiler.select[: compiler.col_count]]
         converters = compiler.get_converters(fields)
-        return compiler, sql, params, positions, converters
+        if connection.vendor == "postgresql":
+            prepare = f"PREPARE {self._name} AS {_numbered(sql)}"
+            sql = (
+                f"EXECUTE {self._name} ({', '.join(['%s'] * len(params))})"
+                if params
+                else (f"EXECUTE {self._name}")
+            )
+        else:
+            prepare = None
+        return compiler, sql, params, positions, converters, prepare
 
     def rows(self, *args, using: str = "default") -> list:
         connection = connections[using]
         entry = self._compiled.get(connection)
         if entry is None:
             entry = self._compiled[connection] = self._compile(connection, len(args))
-        compiler, sql, params, positions, converters = entry
+        compiler, sql, params, positions, converters, prepare = entry
         params = list(params)
         for position, value in zip(positions, args, strict=True):
             params[position] = value
         with connection.cursor() as cursor:
+            if prepare is not None and connection.connection not in self._prepared:
+                cursor.execute(prepare)  # prepared statements outlive transactions
+                self._prepared[connection.connection] = True
             cursor.execute(sql, params)
             rows = cursor.fetchall()
         if converters:

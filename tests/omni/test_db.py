@@ -32,7 +32,10 @@ def test_prepared_query_compiles_once_and_swaps_parameters():
     assert second == [("B-2", {"size": "L"}, Decimal("7.50"))]
     assert missing == []
     assert len(builds) == 1
-    assert len(captured.captured_queries) == 3
+    # Prepared on the server once, then executed with each parameter: no planning per call.
+    statements = [q["sql"].split(" ", 2)[:2] for q in captured.captured_queries]
+    name = statements[0][1]
+    assert statements == [["PREPARE", name], ["EXECUTE", name]] * 1 + [["EXECUTE", name]] * 2
     assert first == list(
         Variant.objects.filter(sku="A-1").values_list("sku", "option_values", "base_price")
     )
@@ -43,3 +46,19 @@ def test_prepared_query_takes_the_parameters_it_was_built_with():
     query.rows("X")
     with pytest.raises(ValueError):
         query.rows("X", "Y")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prepared_query_prepares_again_on_a_new_connection():
+    VariantFactory(sku="C-3")
+    query = PreparedQuery(lambda sku: Variant.objects.filter(sku=sku).values_list("sku"))
+    assert query.rows("C-3") == [("C-3",)]
+
+    connection.close()  # the server forgets prepared statements with the session
+
+    with CaptureQueriesContext(connection) as captured:
+        assert query.rows("C-3") == [("C-3",)]
+    assert [q["sql"].split(" ", 1)[0] for q in captured.captured_queries] == [
+        "PREPARE",
+        "EXECUTE",
+    ]
