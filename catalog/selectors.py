@@ -1,6 +1,9 @@
 """Catalog reads that more than one caller needs."""
 
-from django.db.models import Q
+import json
+
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from catalog.csvformat import COLUMNS, format_pairs
@@ -12,7 +15,7 @@ VARIANT_DETAIL_FIELDS = (
     "id",
     "sku",
     "gtin",
-    "option_values",
+    "options_text",
     "weight_grams",
     "base_price",
     "is_active",
@@ -35,6 +38,8 @@ VARIANT_DETAIL_FIELDS = (
 _variant_detail_query = PreparedQuery(
     lambda sku: (
         Variant.objects.filter(sku=sku)
+        # The options repeat on every listing row: fetched as text, decoded once.
+        .annotate(options_text=Cast("option_values", TextField()))
         .order_by("listings__channel__code")
         .values_list(*VARIANT_DETAIL_FIELDS)
     )
@@ -54,14 +59,15 @@ def variant_detail_by_sku(sku: str) -> dict | None:
         return None
     first = rows[0]
     title = first[9]
+    zone = timezone.get_current_timezone()
     return {
         "sku": first[1],
         "gtin": first[2],
-        "option_values": first[3],
+        "option_values": json.loads(first[3]),
         "weight_grams": first[4],
         "base_price": api_money(first[5]),
         "is_active": first[6],
-        "updated_at": api_datetime(first[7]),
+        "updated_at": api_datetime(first[7], zone),
         "product": {"handle": first[8], "title": title, "brand": first[10], "category": first[11]},
         "listings": [
             {
@@ -70,9 +76,9 @@ def variant_detail_by_sku(sku: str) -> dict | None:
                 "price": api_money(r[14]),
                 "currency": r[15],
                 "title": r[16] or title,
-                "available_from": api_datetime(r[17]),
-                "available_until": api_datetime(r[18]),
-                "updated_at": api_datetime(r[19]),
+                "available_from": api_datetime(r[17], zone),
+                "available_until": api_datetime(r[18], zone),
+                "updated_at": api_datetime(r[19], zone),
             }
             for r in rows
             if r[12] is not None

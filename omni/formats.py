@@ -5,12 +5,14 @@ from decimal import Decimal
 from django.utils import timezone
 
 
-def api_datetime(value):
-    """A datetime as DRF writes it: ISO 8601 in the current time zone, UTC as ``Z``."""
+def api_datetime(value, zone=None):
+    """A datetime as DRF writes it: ISO 8601 in the current time zone, UTC as ``Z``.
+
+    Callers formatting many values pass ``zone`` (``timezone.get_current_timezone()``) once.
+    """
     if value is None:
         return None
-    value = timezone.localtime(value)
-    text = value.isoformat()
+    text = value.astimezone(zone or timezone.get_current_timezone()).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 

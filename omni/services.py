@@ -78,7 +78,8 @@ _client_by_prefix = PreparedQuery(
 
 
 def api_client_authenticate(token: str) -> ApiClient | None:
-    """The active client whose token this is, or None. One indexed query."""
+    """The active client whose token this is, or None: one indexed query, prepared once per
+    connection. No cache: a deactivated client or a reissued token stops working at once."""
     parts = token.split("_")
     if len(parts) < 3 or parts[0] != "omni":
         return None
