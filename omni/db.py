@@ -11,7 +11,7 @@ _PLACEHOLDER = re.compile(r"%%|%s")
 
 
 def _numbered(sql: str) -> str:
-    """Django's ``%s`` placeholders as PostgreSQL's ``$1, $2, ...`` (and ``%%`` as ``%``)."""
+    """Django's ``%s`` parameter markers as PostgreSQL's ``$1, $2, ...`` (``%%`` as ``%``)."""
     counter = itertools.count(1)
     return _PLACEHOLDER.sub(lambda m: "%" if m.group() == "%%" else f"${next(counter)}", sql)
 

@@ -16,3 +16,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 mkdir -p var
+if [ ! -f .env ]; then
+  # A development checkout: bare `manage.py` commands run in debug mode. Variables set in the
+  # environment win over this file (make test and production set their own).
+  printf '# Local development settings (not committed); see .env.example.\nDEBUG=true\n' > .env
+  echo "==> wrote .env (DEBUG=true for local development)"
+fi
