@@ -393,7 +393,7 @@ def test_channel_feed_command_for_all(catalog, settings):
     [
         (["web", "nope", "other"], "Unknown channel(s): nope, other"),
         ([], "Give channel codes or --all."),
-        (["email"], "email: email is not a sales channel and has no feed."),
+        (["email"], "Feeds not written for: email"),
     ],
 )
 def test_channel_feed_command_refuses(args, message, settings):
@@ -405,6 +405,25 @@ def test_channel_feed_command_refuses(args, message, settings):
 
 def test_channel_feed_command_with_bad_fields(web, settings):
     _feed(web, fields=["bogus"])
+    err = io.StringIO()
     with pytest.raises(CommandError) as info:
-        call_command("channel_feed", "web", stdout=io.StringIO(), stderr=io.StringIO())
-    assert str(info.value) == "web: Unknown feed fields: bogus."
+        call_command("channel_feed", "web", stdout=io.StringIO(), stderr=err)
+    assert str(info.value) == "Feeds not written for: web"
+    assert "web: Unknown feed fields: bogus." in err.getvalue()
+
+
+def test_channel_feed_command_all_goes_on_past_a_bad_channel(catalog, web, settings):
+    _feed(web, fields=["bogus"])
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError) as info:
+        call_command("channel_feed", "--all", stdout=out, stderr=err)
+    folder = Path(settings.OMNI_FEEDS_DIR)
+    assert str(info.value) == "Feeds not written for: web"
+    assert "web: Unknown feed fields: bogus." in err.getvalue()
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "app.csv",
+        "marketplace.csv",
+        "social-shop.csv",
+        "store.csv",
+    ]
+    assert len(out.getvalue().splitlines()) == 4

@@ -22,10 +22,16 @@ class Command(BaseCommand):
                 raise CommandError(f"Unknown channel(s): {', '.join(missing)}")
         else:
             raise CommandError("Give channel codes or --all.")
+        failed = []
         for index, channel in enumerate(channels, start=1):
             self.stderr.write(f"[{index}/{len(channels)}] {channel.code}...")
             try:
                 feed = channel_feed_generate(channel=channel)
             except OmniError as exc:
-                raise CommandError(f"{channel.code}: {exc}") from exc
+                # One channel's bad settings must not keep the others' feeds stale.
+                self.stderr.write(self.style.ERROR(f"{channel.code}: {exc}"))
+                failed.append(channel.code)
+                continue
             self.stdout.write(f"{channel.code}: {feed.last_row_count} rows -> {feed.last_file}")
+        if failed:
+            raise CommandError(f"Feeds not written for: {', '.join(failed)}")
