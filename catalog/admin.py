@@ -134,42 +134,43 @@ class ChannelActionsMixin:
             )
         return channel
 
+    def _channel_action(self, request, queryset, run) -> None:
+        """Run ``run(channel, variant_ids)`` (one service call) and show its message."""
+        channel = self._chosen_channel(request)
+        if channel is None:
+            return
+        try:
+            message = run(channel, self.variant_ids_for(queryset))
+        except OmniError as exc:
+            self.message_user(request, f"Nothing changed: {exc}", messages.ERROR)
+            return
+        self.message_user(request, message, messages.SUCCESS)
+
     @admin.action(
         description="Publish on channel… (choose the channel in the action bar)",
         permissions=["change"],
     )
     def publish_on_channel(self, request, queryset):
-        channel = self._chosen_channel(request)
-        if channel is None:
-            return
-        try:
-            result = listing_publish(variants=self.variant_ids_for(queryset), channel=channel)
-        except OmniError as exc:
-            self.message_user(request, f"Nothing changed: {exc}", messages.ERROR)
-            return
-        self.message_user(
-            request,
-            f"Published on {channel.name}: {result.published} listing(s) published, "
-            f"{result.created} created at the base price, {result.unchanged} already published.",
-            messages.SUCCESS,
-        )
+        def run(channel, ids):
+            result = listing_publish(variants=ids, channel=channel)
+            return (
+                f"Published on {channel.name}: {result.published} listing(s) published, "
+                f"{result.created} created at the base price, "
+                f"{result.unchanged} already published."
+            )
+
+        self._channel_action(request, queryset, run)
 
     @admin.action(
         description="Unpublish on channel… (choose the channel in the action bar)",
         permissions=["change"],
     )
     def unpublish_on_channel(self, request, queryset):
-        channel = self._chosen_channel(request)
-        if channel is None:
-            return
-        try:
-            changed = listing_unpublish(variants=self.variant_ids_for(queryset), channel=channel)
-        except OmniError as exc:
-            self.message_user(request, f"Nothing changed: {exc}", messages.ERROR)
-            return
-        self.message_user(
-            request, f"Unpublished {changed} listing(s) on {channel.name}.", messages.SUCCESS
-        )
+        def run(channel, ids):
+            changed = listing_unpublish(variants=ids, channel=channel)
+            return f"Unpublished {changed} listing(s) on {channel.name}."
+
+        self._channel_action(request, queryset, run)
 
 
 # --- Brands and categories --------------------------------------------------------------------

@@ -5,6 +5,16 @@ from catalog.models import ChannelListing, Product, Variant
 from omni.api.filters import BooleanFilter
 
 
+def changed_since_filter(help_text: str) -> django_filters.IsoDateTimeFilter:
+    """``updated_at >=`` an ISO 8601 date-time (naive ones in the default time zone)."""
+    return django_filters.IsoDateTimeFilter(
+        field_name="updated_at",
+        lookup_expr="gte",
+        help_text=help_text,
+        error_messages={"invalid": "Enter an ISO 8601 date-time."},
+    )
+
+
 class _CatalogFilterSet(django_filters.FilterSet):
     channel = django_filters.CharFilter(
         method="filter_channel", help_text="Only items listed on this channel (code)."
@@ -17,9 +27,7 @@ class _CatalogFilterSet(django_filters.FilterSet):
     category = django_filters.CharFilter(
         method="filter_category", help_text='Category path, including sub-categories ("Apparel").'
     )
-    changed_since = django_filters.IsoDateTimeFilter(
-        field_name="updated_at", lookup_expr="gte", help_text="Changed at or after (ISO 8601)."
-    )
+    changed_since = changed_since_filter("Changed at or after (ISO 8601).")
     is_active = BooleanFilter()
     prefix = ""
 
@@ -67,3 +75,11 @@ class VariantFilter(_CatalogFilterSet):
     class Meta:
         model = Variant
         fields = ["is_active"]
+
+
+class VariantChangesFilter(django_filters.FilterSet):
+    since = changed_since_filter("Changed at or after (ISO 8601).")
+
+    class Meta:
+        model = Variant
+        fields = []

@@ -3,8 +3,6 @@
 from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -13,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog import selectors
-from catalog.api.filters import ProductFilter, VariantFilter
+from catalog.api.filters import ProductFilter, VariantChangesFilter, VariantFilter
 from catalog.api.serializers import (
     ListingInputSerializer,
     ListingOutputSerializer,
@@ -193,33 +191,19 @@ class VariantViewSet(
         description="Cursor-paginated: follow `next` until it is null, then keep the last "
         "`updated_at` for the next poll.",
         parameters=[
-            OpenApiParameter("since", OpenApiTypes.DATETIME, description="Changed at or after."),
             OpenApiParameter("limit", OpenApiTypes.INT, description="Page size (max 500)."),
             OpenApiParameter("cursor", OpenApiTypes.STR, description="Cursor from `next`."),
         ],
-        filters=False,
         responses={200: VariantChangeOutputSerializer(many=True), **WRITE_ERRORS},
     )
     @action(
-        detail=False, methods=["get"], pagination_class=ChangesCursorPagination, filter_backends=[]
+        detail=False,
+        methods=["get"],
+        pagination_class=ChangesCursorPagination,
+        filterset_class=VariantChangesFilter,
     )
     def changes(self, request, *args, **kwargs):
-        queryset = selectors.variant_list()
-        since = request.query_params.get("since")
-        if since:
-            try:
-                parsed = parse_datetime(since)
-            except ValueError:
-                parsed = None
-            if parsed is None:
-                raise ValidationFailed(
-                    f"{since!r} is not an ISO 8601 date-time.",
-                    extra={"since": ["Enter an ISO 8601 date-time."]},
-                )
-            if timezone.is_naive(parsed):
-                parsed = timezone.make_aware(parsed)
-            queryset = queryset.filter(updated_at__gte=parsed)
-        page = self.paginate_queryset(queryset)
+        page = self.paginate_queryset(self.filter_queryset(selectors.variant_list()))
         data = [selectors.variant_to_detail(v) for v in page]
         return self.get_paginated_response(VariantChangeOutputSerializer(data, many=True).data)
 

@@ -76,6 +76,25 @@ def _variant_ids(variants) -> list[int]:
     return sorted(set(ids))
 
 
+def _mark_listings_changed(variant_ids: list[int], channel: Channel, event: str, now) -> None:
+    """After a set-based listing change: the variants and products count as changed (for the
+    changes feeds) and each variant gets its outbox event."""
+    Variant.objects.filter(pk__in=variant_ids).update(updated_at=now)
+    Product.objects.filter(variants__pk__in=variant_ids).update(updated_at=now)
+    skus = dict(Variant.objects.filter(pk__in=variant_ids).values_list("pk", "sku"))
+    outbox_emit_many(
+        [
+            {
+                "type": event,
+                "subject_type": "variant",
+                "subject_id": skus[pk],
+                "payload": {"sku": skus[pk], "channel": channel.code},
+            }
+            for pk in variant_ids
+        ]
+    )
+
+
 @transaction.atomic
 def listing_publish(*, variants, channel: Channel, price=None, currency=None) -> PublishResult:
     """Publish ``variants`` on ``channel``, creating listings that are missing.
@@ -126,20 +145,7 @@ def listing_publish(*, variants, channel: Channel, price=None, currency=None) ->
         batch_size=2000,
     )
     changed = to_publish + [pk for pk, _, _ in new_variants]
-    Variant.objects.filter(pk__in=changed).update(updated_at=now)
-    Product.objects.filter(variants__pk__in=changed).update(updated_at=now)
-    skus = dict(Variant.objects.filter(pk__in=changed).values_list("pk", "sku"))
-    outbox_emit_many(
-        [
-            {
-                "type": "catalog.listing.published",
-                "subject_type": "variant",
-                "subject_id": skus[pk],
-                "payload": {"sku": skus[pk], "channel": channel.code},
-            }
-            for pk in changed
-        ]
-    )
+    _mark_listings_changed(changed, channel, "catalog.listing.published", now)
     return PublishResult(
         created=len(new_variants),
         published=len(to_publish),
@@ -150,7 +156,7 @@ def listing_publish(*, variants, channel: Channel, price=None, currency=None) ->
 @transaction.atomic
 def listing_unpublish(*, variants, channel: Channel) -> int:
     """Unpublish ``variants`` on ``channel``; returns how many listings changed."""
-    if not channel.is_sales:
+    if not channel.is_sales:  # an inactive sales channel may still be cleared
         _require_sales_channel(channel)
     ids = _variant_ids(variants)
     variant_lock(ids)
@@ -160,20 +166,7 @@ def listing_unpublish(*, variants, channel: Channel) -> int:
     ChannelListing.objects.filter(channel=channel, variant_id__in=changed).update(
         is_published=False, updated_at=now
     )
-    Variant.objects.filter(pk__in=changed).update(updated_at=now)
-    Product.objects.filter(variants__pk__in=changed).update(updated_at=now)
-    skus = dict(Variant.objects.filter(pk__in=changed).values_list("pk", "sku"))
-    outbox_emit_many(
-        [
-            {
-                "type": "catalog.listing.unpublished",
-                "subject_type": "variant",
-                "subject_id": skus[pk],
-                "payload": {"sku": skus[pk], "channel": channel.code},
-            }
-            for pk in changed
-        ]
-    )
+    _mark_listings_changed(changed, channel, "catalog.listing.unpublished", now)
     return len(changed)
 
 
