@@ -42,3 +42,9 @@ class Conflict(OmniError):
 class Unprocessable(OmniError):
     code = "unprocessable"
     status_code = 422
+
+
+class InsufficientStock(Conflict):
+    """Not enough stock for a reservation; ``extra["lines"]`` says how much each short line has."""
+
+    code = "insufficient_stock"

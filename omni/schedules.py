@@ -29,6 +29,25 @@ SCHEDULES = [
         description="Nightly: write every sales channel's feed file in its format.",
     ),
     Schedule(
+        name="Reconcile stock",
+        task="inventory.reconcile",
+        minute="*/15",
+        description="Counts against the ledger, expired holds, invariants, channel availability.",
+    ),
+    Schedule(
+        name="Refresh channel availability",
+        task="inventory.refresh_availability",
+        minute="*/5",
+        description="Recompute every variant's availability per sales channel (changed rows only).",
+    ),
+    Schedule(
+        name="Suggest reorders",
+        task="inventory.suggest_reorders",
+        minute="0",
+        hour="4",
+        description="Nightly: sales velocity, reorder points, purchase and transfer proposals.",
+    ),
+    Schedule(
         name="Purge expired idempotency keys",
         task="omni.purge_idempotency_keys",
         minute="15",

@@ -72,3 +72,26 @@ class ListingFactory(factory.django.DjangoModelFactory):
     is_published = True
     price = Decimal("19.99")
     currency = "EUR"
+
+
+class LocationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "inventory.Location"
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"loc-{n}")
+    name = factory.LazyAttribute(lambda o: o.code.replace("-", " ").title())
+    kind = "store"
+    time_zone = "Europe/Paris"
+    ships_online_orders = True
+    offers_pickup = True
+
+
+class StockRuleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "inventory.ChannelStockRule"
+        django_get_or_create = ("channel", "location")
+
+    channel = factory.LazyFunction(lambda: Channel.objects.get(code="web"))
+    location = factory.SubFactory(LocationFactory)
+    priority = factory.Sequence(lambda n: n + 1)

@@ -1,0 +1,201 @@
+"""The primitives every stock service uses: locking stock rows and writing the ledger."""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from catalog.models import Variant
+from catalog.validators import normalize_sku
+from inventory.models import Location, StockLevel, StockMovement
+from omni.exceptions import NotFound, ValidationFailed
+
+BATCH = 2000
+
+
+@dataclass
+class Move:
+    """One ledger line to write: ``quantity`` is signed (positive in, negative out)."""
+
+    location_id: int
+    variant_id: int
+    kind: str
+    quantity: int
+    reference: str = ""
+    reason: str = ""
+    channel_id: int | None = None
+    idempotency_key: str | None = None
+    occurred_at: datetime | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def pairs_filter(pairs) -> Q:
+    """``(location_id, variant_id)`` pairs as one filter: one IN list per location."""
+    by_location = defaultdict(set)
+    for location_id, variant_id in pairs:
+        by_location[location_id].add(variant_id)
+    query = Q(pk__in=[])
+    for location_id, variant_ids in sorted(by_location.items()):
+        query |= Q(location_id=location_id, variant_id__in=sorted(variant_ids))
+    return query
+
+
+def stock_level_lock(pairs, *, create_missing: bool = False) -> dict[tuple[int, int], StockLevel]:
+    """Lock the stock rows of ``pairs`` in primary-key order (the one lock order for stock).
+
+    With ``create_missing`` the rows that do not exist yet are created first (empty), so that a
+    receipt at a new location has a row to lock. Returns the rows by ``(location, variant)``.
+    """
+    pairs = sorted(set(pairs))
+    if not pairs:
+        return {}
+    rows = {}
+    for start in range(0, len(pairs), BATCH * 5):
+        chunk = pairs[start : start + BATCH * 5]
+        if create_missing:
+            StockLevel.objects.bulk_create(
+                [StockLevel(location_id=loc, variant_id=var) for loc, var in chunk],
+                ignore_conflicts=True,
+                batch_size=BATCH,
+            )
+        locked = (
+            StockLevel.objects.select_for_update()
+            .filter(pairs_filter(chunk))
+            .order_by("pk")
+            .select_related(None)
+        )
+        rows.update({(row.location_id, row.variant_id): row for row in locked})
+    return rows
+
+
+def bulk_increment(rows_deltas: dict[int, dict[str, int]]) -> None:
+    """Add deltas to counters of stock rows, set-based: ``{pk: {"on_hand": d, "reserved": d}}``.
+
+    On PostgreSQL one ``UPDATE ... FROM (VALUES ...)`` per batch; elsewhere one ``F()`` update
+    per row. The rows must be locked by the caller.
+    """
+    items = [
+        (pk, d.get("on_hand", 0), d.get("reserved", 0)) for pk, d in sorted(rows_deltas.items())
+    ]
+    items = [item for item in items if item[1] or item[2]]
+    if not items:
+        return
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        for pk, on_hand, reserved in items:
+            StockLevel.objects.filter(pk=pk).update(
+                on_hand=F("on_hand") + on_hand, reserved=F("reserved") + reserved, updated_at=now
+            )
+        return
+    table = StockLevel._meta.db_table
+    with connection.cursor() as cursor:
+        for start in range(0, len(items), BATCH):
+            chunk = items[start : start + BATCH]
+            values = ", ".join(["(%s::bigint, %s::integer, %s::integer)"] * len(chunk))
+            params = [value for item in chunk for value in item]
+            cursor.execute(
+                f'UPDATE "{table}" AS s SET on_hand = s.on_hand + v.on_hand, '
+                "reserved = s.reserved + v.reserved, updated_at = %s "
+                f"FROM (VALUES {values}) AS v(id, on_hand, reserved) WHERE s.id = v.id",
+                [now, *params],
+            )
+
+
+def write_moves(moves: list[Move], *, source: str, actor=None, now=None) -> list[StockMovement]:
+    """Write ledger lines and move ``on_hand`` with them, in the caller's transaction.
+
+    Locks the stock rows (creating those missing); callers that decided on the quantities lock
+    them earlier, in the same primary-key order, so this finds them already held.
+    """
+    if not moves:
+        return []
+    now = now or timezone.now()
+    rows = stock_level_lock([(m.location_id, m.variant_id) for m in moves], create_missing=True)
+    deltas = defaultdict(lambda: {"on_hand": 0})
+    movements = []
+    for move in moves:
+        deltas[rows[(move.location_id, move.variant_id)].pk]["on_hand"] += move.quantity
+        movements.append(
+            StockMovement(
+                location_id=move.location_id,
+                variant_id=move.variant_id,
+                kind=move.kind,
+                quantity=move.quantity,
+                channel_id=move.channel_id,
+                source=source,
+                reference=move.reference,
+                reason=move.reason,
+                idempotency_key=move.idempotency_key,
+                actor=actor if getattr(actor, "pk", None) else None,
+                occurred_at=move.occurred_at or now,
+            )
+        )
+    created = StockMovement.objects.bulk_create(movements, batch_size=BATCH)
+    bulk_increment(deltas)
+    return created
+
+
+def after_commit(func, **kwargs) -> None:
+    """Run ``func(**kwargs)`` once the transaction commits. Robust: a failure is logged and
+    the scheduled sweep repairs what it missed, the committed change stands."""
+    call = partial(func, **kwargs)
+    call.__qualname__ = func.__qualname__  # Django's error log names the callback
+    transaction.on_commit(call, robust=True)
+
+
+def after_commit_refresh(variant_ids) -> None:
+    """Refresh the channel availability of ``variant_ids`` once the transaction commits."""
+    from inventory.services.availability import availability_refresh
+
+    ids = sorted(set(variant_ids))
+    if ids:
+        after_commit(availability_refresh, variant_ids=ids)
+
+
+def positive_quantity(value, field_name="quantity") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value).strip())
+        except (TypeError, ValueError):
+            raise ValidationFailed(
+                f"{field_name} must be a whole number, not {value!r}.",
+                extra={field_name: ["A whole number is required."]},
+            ) from None
+    if value <= 0:
+        raise ValidationFailed(
+            f"{field_name} must be at least 1.", extra={field_name: ["Must be at least 1."]}
+        )
+    return value
+
+
+def resolve_variant(value) -> Variant:
+    if isinstance(value, Variant):
+        return value
+    variant = Variant.objects.filter(sku=normalize_sku(str(value))).first()
+    if variant is None:
+        raise NotFound(f"No variant with SKU {value}.", extra={"sku": [f"Unknown SKU {value}."]})
+    return variant
+
+
+def resolve_location(value) -> Location:
+    if isinstance(value, Location):
+        return value
+    location = Location.objects.filter(code=str(value)).first()
+    if location is None:
+        raise NotFound(
+            f"No location with code {value}.", extra={"location": [f"Unknown location {value}."]}
+        )
+    return location
+
+
+def require_active_location(location: Location, field_name="location") -> None:
+    if not location.is_active:
+        raise ValidationFailed(
+            f"Location {location.code} is inactive.",
+            code="location_inactive",
+            extra={field_name: [f"{location.code} is inactive."]},
+        )
