@@ -13,6 +13,9 @@ from .exceptions import Conflict, Unprocessable, ValidationFailed
 from .models import ApiClient, IdempotencyKey, IdempotencyStatus, OutboxEvent
 
 TOKEN_PREFIX_LEN = 8
+# ``last_used_at`` is recorded at most this often per client: a write per request would double
+# the cost of every read.
+LAST_USED_RESOLUTION = timedelta(minutes=5)
 # A request still "in progress" after this long is taken to have crashed; its key may be reused.
 IDEMPOTENCY_LOCK_SECONDS = 300
 
@@ -79,7 +82,9 @@ _client_by_prefix = PreparedQuery(
 
 def api_client_authenticate(token: str) -> ApiClient | None:
     """The active client whose token this is, or None: one indexed query, prepared once per
-    connection. No cache: a deactivated client or a reissued token stops working at once."""
+    connection, so a deactivated client or a reissued token stops working at once. (Read-only
+    API views put a cache with the same guarantee in front of this: ``omni.api.token_cache``.)
+    """
     parts = token.split("_")
     if len(parts) < 3 or parts[0] != "omni":
         return None
@@ -91,8 +96,7 @@ def api_client_authenticate(token: str) -> ApiClient | None:
     if not secrets.compare_digest(client.token_hash, ApiClient.hash_token(token)):
         return None
     now = timezone.now()
-    if client.last_used_at is None or now - client.last_used_at > timedelta(minutes=5):
-        # Coarse on purpose: a write per request would double the cost of every read.
+    if client.last_used_at is None or now - client.last_used_at > LAST_USED_RESOLUTION:
         ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
         client.last_used_at = now
     return client

@@ -3,7 +3,13 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from omni.api import token_cache
 from omni.services import api_client_authenticate
+
+REVOKED = "Invalid or revoked API token."
+# Read-only methods: a request whose cached client turns out revoked after the view ran has
+# done nothing that its 401 cannot take back.
+CACHED_METHODS = ("GET", "HEAD")
 
 
 class ApiClientUser:
@@ -46,13 +52,35 @@ class ApiClientTokenAuthentication(authentication.BaseAuthentication):
             token = header[1].decode()
         except UnicodeError as exc:
             raise exceptions.AuthenticationFailed("Invalid token characters.") from exc
-        client = api_client_authenticate(token)
+        view = (request.parser_context or {}).get("view")
+        if request.method in CACHED_METHODS and isinstance(view, CachedTokenMixin):
+            client, unconfirmed = token_cache.authenticate(token)
+            request.api_token_unconfirmed = unconfirmed
+        else:
+            client = api_client_authenticate(token)
         if client is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked API token.")
+            raise exceptions.AuthenticationFailed(REVOKED)
         return ApiClientUser(client), client
 
     def authenticate_header(self, request):
         return 'Token realm="api"'
+
+
+class CachedTokenMixin:
+    """For API views that read: their GET and HEAD requests may take the API client from the
+    connection's token cache (``omni.api.token_cache``) instead of querying for it.
+
+    Revocation stays immediate: once the view has run (and its queries have brought in the
+    database's notifications), a client that was deactivated or given a new token before the
+    request started is found out and the request gets 401 instead. So every path of the view
+    that returns data must query the database.
+    """
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        unconfirmed = request.__dict__.pop("api_token_unconfirmed", None)
+        if unconfirmed is not None and not token_cache.confirm(unconfirmed):
+            response = self.handle_exception(exceptions.AuthenticationFailed(REVOKED))
+        return super().finalize_response(request, response, *args, **kwargs)
 
 
 class ApiClientTokenScheme(OpenApiAuthenticationExtension):

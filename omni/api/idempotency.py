@@ -52,8 +52,10 @@ class IdempotentMixin:
     def initial(self, request, *args, **kwargs):
         self._idempotency_record = None
         super().initial(request, *args, **kwargs)
+        if request.method not in self.idempotent_methods:
+            return  # before the header: ``request.headers`` copies every header, every time
         key = request.headers.get(HEADER)
-        if key is None or request.method not in self.idempotent_methods:
+        if key is None:
             return
         body = request._request.body
         fingerprint = hashlib.sha256(b"%s\n%s" % (request.content_type.encode(), body)).hexdigest()

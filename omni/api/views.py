@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 
+from omni.api.authentication import CachedTokenMixin
 from omni.api.errors import ErrorSerializer
 from omni.api.filters import ChannelFilter
 from omni.api.serializers import ChannelOutputSerializer
@@ -19,7 +20,7 @@ ERROR_RESPONSES = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSeriali
         responses={200: ChannelOutputSerializer, 404: ErrorSerializer, **ERROR_RESPONSES},
     ),
 )
-class ChannelViewSet(viewsets.ReadOnlyModelViewSet):
+class ChannelViewSet(CachedTokenMixin, viewsets.ReadOnlyModelViewSet):
     """Sales and messaging channels."""
 
     queryset = Channel.objects.all()
