@@ -11,7 +11,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 
 from omni.models import Channel, code_validator
 
@@ -93,6 +94,7 @@ class Location(models.Model):
                 condition=Q(latitude__isnull=True, longitude__isnull=True)
                 | Q(latitude__isnull=False, longitude__isnull=False),
                 name="location_coordinates_together",
+                violation_error_message="Give both latitude and longitude, or neither.",
             ),
         ]
 
@@ -170,6 +172,16 @@ class StockMovement(models.Model):
     )
     occurred_at = models.DateTimeField()
     recorded_at = models.DateTimeField(auto_now_add=True)
+    # The stock row this line belongs to, joined on (location, variant): no column of its own.
+    # Lets reconciliation sum a location's ledger per stock row in one grouped join.
+    stock_row = models.ForeignObject(
+        StockLevel,
+        on_delete=models.DO_NOTHING,
+        from_fields=["location", "variant"],
+        to_fields=["location", "variant"],
+        related_name="ledger",
+        null=True,
+    )
 
     class Meta:
         constraints = [
@@ -196,6 +208,7 @@ class StockMovement(models.Model):
             models.Index(fields=["variant", "-id"], name="movement_variant_idx"),
             models.Index(fields=["location", "-id"], name="movement_location_idx"),
             models.Index(fields=["kind", "occurred_at"], name="movement_kind_time_idx"),
+            models.Index(fields=["reference"], name="movement_reference_idx"),
         ]
 
     def __str__(self) -> str:
@@ -267,6 +280,14 @@ class Reservation(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    stock_row = models.ForeignObject(
+        StockLevel,
+        on_delete=models.DO_NOTHING,
+        from_fields=["location", "variant"],
+        to_fields=["location", "variant"],
+        related_name="holds",
+        null=True,
+    )
 
     class Meta:
         constraints = [
@@ -491,9 +512,9 @@ class CountTolerance(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["max_units"],
-                condition=Q(location__isnull=True),
-                name="count_tolerance_one_general_rule",
+                Coalesce("location", Value(0)),
+                name="count_tolerance_one_per_location",
+                # Locations are unique already (one-to-one): this catches a second general rule.
                 violation_error_message="There is already a general tolerance (no location).",
             ),
             models.CheckConstraint(

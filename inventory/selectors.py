@@ -123,7 +123,7 @@ def stock_for_variant(variant: Variant) -> list[dict]:
         .order_by("location__code")
     )
     incoming = in_transit(variant_ids=[variant.pk])
-    return [
+    result = [
         {
             "location": row.location.code,
             "location_name": row.location.name,
@@ -137,6 +137,26 @@ def stock_for_variant(variant: Variant) -> list[dict]:
         }
         for row in rows
     ]
+    # Units on their way to a location that never held the item (it has no stock row yet).
+    listed = {row.location_id for row in rows}
+    awaited = {loc for (loc, _variant), units in incoming.items() if units and loc not in listed}
+    if awaited:
+        result.extend(
+            {
+                "location": location.code,
+                "location_name": location.name,
+                "kind": location.kind,
+                "on_hand": 0,
+                "reserved": 0,
+                "safety_stock": location.safety_stock,
+                "available": 0,
+                "in_transit": incoming[(location.pk, variant.pk)],
+                "updated_at": None,
+            }
+            for location in Location.objects.filter(pk__in=awaited)
+        )
+        result.sort(key=lambda entry: entry["location"])
+    return result
 
 
 def channel_availability_rows(channel: Channel):

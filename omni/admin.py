@@ -1,7 +1,12 @@
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from omni.admin_utils import ServiceAdminMixin
+from omni.admin_utils import (
+    CHANNEL_INLINES,
+    CHANNEL_SAVED_HOOKS,
+    ReadOnlyAdmin,
+    ServiceAdminMixin,
+)
 from omni.exceptions import OmniError
 from omni.models import ApiClient, Channel, IdempotencyKey, OutboxEvent
 from omni.services import api_client_create, api_client_issue_token
@@ -12,7 +17,7 @@ admin.site.index_title = "Catalog, channels and operations"
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(ServiceAdminMixin, admin.ModelAdmin):
     list_display = ["code", "name", "kind", "currency", "is_active", "updated_at"]
     list_filter = ["kind", "is_active"]
     search_fields = ["code", "name"]
@@ -22,6 +27,31 @@ class ChannelAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # The code is how integrators and feeds address a channel: fixed once created.
         return ["code"] if obj else []
+
+    def get_inlines(self, request, obj):
+        # Sections added by later apps (inventory's stock policy and rules), without omni
+        # importing them: see omni.admin_utils.register_channel_inline.
+        extensions = [
+            inline
+            for inline in CHANNEL_INLINES
+            if getattr(inline, "shown_for", lambda channel: True)(obj)
+        ]
+        return [*super().get_inlines(request, obj), *extensions]
+
+    def get_formset_kwargs(self, request, obj, inline, prefix):
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if "data" in kwargs and f"{prefix}-TOTAL_FORMS" not in kwargs["data"]:
+            # A post without an extension's section (a form from before it existed) leaves
+            # that section's rows as they are, instead of failing the whole save.
+            kwargs["data"] = {f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"}
+        return kwargs
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        for hook in CHANNEL_SAVED_HOOKS:
+            message = hook(request=request, channel=form.instance, form=form, formsets=formsets)
+            if message:
+                self.message_user(request, message, messages.SUCCESS)
 
 
 @admin.register(ApiClient)
@@ -79,20 +109,6 @@ class ApiClientAdmin(ServiceAdminMixin, admin.ModelAdmin):
             ),
             messages.WARNING,
         )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        # Deleting an undelivered outbox event would silently drop it.
-        return False
 
 
 @admin.register(OutboxEvent)

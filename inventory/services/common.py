@@ -15,6 +15,9 @@ from inventory.models import Location, StockLevel, StockMovement
 from omni.exceptions import NotFound, ValidationFailed
 
 BATCH = 2000
+# The most units one movement, count line, reservation or transfer line may carry: far above
+# any real quantity, far below the database's integers (a larger one would fail there, not here).
+MAX_QUANTITY = 1_000_000
 
 
 @dataclass
@@ -147,13 +150,24 @@ def after_commit(func, **kwargs) -> None:
     transaction.on_commit(call, robust=True)
 
 
+INLINE_REFRESH_LIMIT = 200
+
+
 def after_commit_refresh(variant_ids) -> None:
-    """Refresh the channel availability of ``variant_ids`` once the transaction commits."""
+    """Refresh the channel availability of ``variant_ids`` once the transaction commits: in
+    the same request for a few variants (integrators read their own writes), by a worker for
+    more (a POS batch of thousands should not wait for it); the sweep catches anything lost."""
     from inventory.services.availability import availability_refresh
 
     ids = sorted(set(variant_ids))
-    if ids:
+    if not ids:
+        return
+    if len(ids) <= INLINE_REFRESH_LIMIT:
         after_commit(availability_refresh, variant_ids=ids)
+    else:
+        from inventory.tasks import refresh_availability
+
+        after_commit(refresh_availability.delay, variant_ids=ids)
 
 
 def positive_quantity(value, field_name="quantity") -> int:
@@ -168,6 +182,11 @@ def positive_quantity(value, field_name="quantity") -> int:
     if value <= 0:
         raise ValidationFailed(
             f"{field_name} must be at least 1.", extra={field_name: ["Must be at least 1."]}
+        )
+    if value > MAX_QUANTITY:
+        raise ValidationFailed(
+            f"{field_name} must be at most {MAX_QUANTITY:,}.",
+            extra={field_name: [f"At most {MAX_QUANTITY:,}."]},
         )
     return value
 

@@ -8,6 +8,8 @@ from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Sum,
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from catalog.models import Variant
+from catalog.validators import normalize_sku
 from inventory.models import (
     CountKind,
     CountStatus,
@@ -18,7 +20,6 @@ from inventory.models import (
     Location,
     MovementKind,
     ReconciliationRun,
-    Reservation,
     ReservationStatus,
     RunStatus,
     StockCount,
@@ -26,11 +27,17 @@ from inventory.models import (
     StockLevel,
     StockMovement,
 )
-from omni.exceptions import Conflict, OmniError, ValidationFailed
+from omni.exceptions import Conflict, ValidationFailed
 from omni.services import outbox_emit
 
 from .availability import availability_refresh
-from .common import Move, after_commit_refresh, resolve_variant, stock_level_lock, write_moves
+from .common import (
+    MAX_QUANTITY,
+    Move,
+    after_commit_refresh,
+    stock_level_lock,
+    write_moves,
+)
 from .reservations import broken_pairs, reservations_expire, reservations_resource
 from .stock import _parse_time
 
@@ -64,15 +71,21 @@ def stock_count_submit(
     if not lines:
         raise ValidationFailed("A count needs at least one line.", extra={"lines": ["Required."]})
     errors, resolved, seen = {}, [], {}
-    for index, line in enumerate(lines):
-        try:
-            variant = resolve_variant(line.get("variant") or line.get("sku") or "")
-        except OmniError as exc:
-            errors[str(index)] = exc.extra or {"sku": [exc.message]}
+    # Every SKU in one query: a POS snapshot has thousands of lines.
+    given = [line.get("variant") or line.get("sku") or "" for line in lines]
+    wanted = {normalize_sku(str(v)) for v in given if not isinstance(v, Variant)} - {""}
+    variants = {v.sku: v for v in Variant.objects.filter(sku__in=wanted)} if wanted else {}
+    for index, (line, value) in enumerate(zip(lines, given, strict=True)):
+        variant = value if isinstance(value, Variant) else variants.get(normalize_sku(str(value)))
+        if variant is None:
+            errors[str(index)] = {"sku": [f"Unknown SKU {value}."]}
             continue
         quantity = line.get("quantity")
         if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
             errors[str(index)] = {"quantity": ["A whole number, 0 or more."]}
+            continue
+        if quantity > MAX_QUANTITY:
+            errors[str(index)] = {"quantity": [f"At most {MAX_QUANTITY:,}."]}
             continue
         if variant.pk in seen:
             errors[str(index)] = {"sku": [f"{variant.sku} is counted on line {seen[variant.pk]}."]}
@@ -123,7 +136,7 @@ def stock_count_cancel(*, count: StockCount) -> StockCount:
 
 def _tolerances() -> tuple[CountTolerance | None, dict[int, CountTolerance]]:
     general, by_location = None, {}
-    for tolerance in CountTolerance.objects.all():
+    for tolerance in CountTolerance.objects.order_by("-pk"):  # the oldest general rule wins
         if tolerance.location_id is None:
             general = tolerance
         else:
@@ -152,61 +165,76 @@ def _reconcile_count(count_id: int, run: ReconciliationRun, tolerances) -> Count
     """One count against the ledger, in one transaction: done wholly or not at all."""
     result = CountResult()
     with transaction.atomic():
+        # Only the count row (``of``): locking the joined location too would skip the count
+        # whenever another transaction has written the location row (a sale on zero asking
+        # for a count), and would hold up the commit of every movement at that store (their
+        # deferred foreign-key checks take a key-share lock on the location) meanwhile.
         count = (
-            StockCount.objects.select_for_update(skip_locked=True)
+            StockCount.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk=count_id, status=CountStatus.SUBMITTED)
             .select_related("location")
             .first()
         )
         if count is None:  # another run took it, or it is done
             return None
-        lines = list(count.lines.all())
-        pairs = [(count.location_id, line.variant_id) for line in lines]
-        rows = stock_level_lock(pairs, create_missing=True)
-        # What the ledger held at the count time: now, less what moved since.
-        since = dict(
+        lines = StockCountLine.objects.filter(count=count)
+        # What the ledger held at the count time, for every line in one statement (so one
+        # snapshot): on hand now, less what moved since. No stock row is locked: the
+        # corrections below are differences against that moment, added to whatever on hand
+        # is by then, so sales meanwhile are neither lost nor counted twice.
+        on_hand_now = Subquery(
+            StockLevel.objects.filter(
+                location_id=count.location_id, variant_id=OuterRef("variant_id")
+            ).values("on_hand")[:1]
+        )
+        moved_since = Subquery(
             StockMovement.objects.filter(
                 location_id=count.location_id,
-                variant_id__in=[line.variant_id for line in lines],
+                variant_id=OuterRef("variant_id"),
                 occurred_at__gt=count.counted_at,
             )
+            .order_by()
             .values("variant_id")
             .annotate(total=Sum("quantity"))
-            .values_list("variant_id", "total")
+            .values("total"),
+            output_field=IntegerField(),
+        )
+        result.lines = lines.update(
+            expected_quantity=Coalesce(on_hand_now, Value(0)) - Coalesce(moved_since, Value(0))
+        )
+        differing = list(
+            lines.exclude(counted_quantity=F("expected_quantity"))
+            .order_by("pk")
+            .values_list("pk", "variant_id", "expected_quantity", "counted_quantity")
         )
         general, by_location = tolerances
         tolerance = by_location.get(count.location_id, general)
+        now = timezone.now()
         moves, discrepancies = [], []
-        for line in lines:
-            row = rows[(count.location_id, line.variant_id)]
-            line.expected_quantity = row.on_hand - since.get(line.variant_id, 0)
-            difference = line.counted_quantity - line.expected_quantity
-            result.lines += 1
-            if difference == 0:
-                continue
-            auto = within_tolerance(tolerance, line.expected_quantity, difference)
+        for line_id, variant_id, expected, counted in differing:
+            difference = counted - expected
+            auto = within_tolerance(tolerance, expected, difference)
             discrepancies.append(
                 Discrepancy(
                     run=run,
                     kind=DiscrepancyKind.COUNT,
                     status=DiscrepancyStatus.AUTO_APPLIED if auto else DiscrepancyStatus.PENDING,
                     location_id=count.location_id,
-                    variant_id=line.variant_id,
-                    count_line=line,
-                    expected=line.expected_quantity,
-                    actual=line.counted_quantity,
+                    variant_id=variant_id,
+                    count_line_id=line_id,
+                    expected=expected,
+                    actual=counted,
                     difference=difference,
-                    resolved_at=timezone.now() if auto else None,
+                    resolved_at=now if auto else None,
                 )
             )
             if auto:
-                moves.append(_correction(count, line, difference))
-        StockCountLine.objects.bulk_update(lines, ["expected_quantity"], batch_size=2000)
+                moves.append(_correction(count, line_id, variant_id, difference))
         movements = write_moves(moves, source=RECONCILE_SOURCE)
         by_key = {m.idempotency_key: m for m in movements}
         for discrepancy in discrepancies:
             if discrepancy.status == DiscrepancyStatus.AUTO_APPLIED:
-                discrepancy.movement = by_key[_correction_key(discrepancy.count_line)]
+                discrepancy.movement = by_key[_correction_key(discrepancy.count_line_id)]
         Discrepancy.objects.bulk_create(discrepancies, batch_size=2000)
         result.discrepancies = len(discrepancies)
         result.auto_applied = len(moves)
@@ -222,102 +250,85 @@ def _reconcile_count(count_id: int, run: ReconciliationRun, tolerances) -> Count
                 subject_id=count.pk,
                 payload={"location": count.location.code, "pending": result.pending},
             )
-        after_commit_refresh(line.variant_id for line in lines)
+        after_commit_refresh(m.variant_id for m in moves)
     return result
 
 
-def _correction_key(line: StockCountLine) -> str:
-    return f"count-line:{line.pk}"
+def _correction_key(line_id: int) -> str:
+    return f"count-line:{line_id}"
 
 
-def _correction(count: StockCount, line: StockCountLine, difference: int) -> Move:
+def _correction(count: StockCount, line_id: int, variant_id: int, difference: int) -> Move:
     return Move(
         location_id=count.location_id,
-        variant_id=line.variant_id,
+        variant_id=variant_id,
         kind=MovementKind.COUNT_CORRECTION,
         quantity=difference,
         reference=f"count #{count.pk}",
         reason="Count difference",
-        idempotency_key=_correction_key(line),
+        idempotency_key=_correction_key(line_id),
     )
 
 
 def _ledger_sum():
-    return Coalesce(
-        Subquery(
-            StockMovement.objects.filter(
-                location_id=OuterRef("location_id"), variant_id=OuterRef("variant_id")
-            )
-            .order_by()
-            .values("location_id")
-            .annotate(total=Sum("quantity"))
-            .values("total"),
-            output_field=IntegerField(),
-        ),
-        Value(0),
-    )
+    """A stock row's ledger total: summed over the rows joined on (location, variant)."""
+    return Coalesce(Sum("ledger__quantity"), Value(0))
 
 
 def _reserved_sum():
     return Coalesce(
-        Subquery(
-            Reservation.objects.filter(
-                location_id=OuterRef("location_id"),
-                variant_id=OuterRef("variant_id"),
-                status=ReservationStatus.ACTIVE,
-            )
-            .order_by()
-            .values("location_id")
-            .annotate(total=Sum("quantity"))
-            .values("total"),
-            output_field=IntegerField(),
-        ),
-        Value(0),
+        Sum("holds__quantity", filter=Q(holds__status=ReservationStatus.ACTIVE)), Value(0)
+    )
+
+
+def _drift_suspects(field: str, truth) -> list[tuple[int, int]]:
+    """Stock rows whose ``field`` differs from ``truth``: one grouped join over the whole
+    table (a hash join and aggregate in PostgreSQL; no per-row subquery), no locks."""
+    return list(
+        StockLevel.objects.values("pk", "location_id", "variant_id", field)
+        .annotate(truth=truth)
+        .exclude(**{field: F("truth")})
+        .order_by()
+        .values_list("location_id", "variant_id")
     )
 
 
 def _repair_drift(run: ReconciliationRun, field: str, kind: str, truth) -> int:
-    """Find stock rows whose ``field`` differs from ``truth`` (set-based, by primary-key range),
-    set them to it under lock, and record each repair as a discrepancy. Idempotent."""
+    """Find the stock rows whose ``field`` differs from ``truth``, then, a batch at a time,
+    lock them, check again under the lock, set them to it and record each repair as a
+    discrepancy. Idempotent."""
+    suspects = _drift_suspects(field, truth)
     repaired = 0
-    last = 0
-    top = StockLevel.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-    while last < top:
-        upper = last + DRIFT_BATCH
-        suspects = list(
-            StockLevel.objects.filter(pk__gt=last, pk__lte=upper)
-            .alias(truth=truth)
-            .filter(~Q(**{field: F("truth")}))
-            .values_list("location_id", "variant_id")
-        )
-        last = upper
-        if not suspects:
-            continue
+    for start in range(0, len(suspects), 2000):
         with transaction.atomic():
-            rows = stock_level_lock(suspects)
-            current = StockLevel.objects.filter(pk__in=[r.pk for r in rows.values()]).annotate(
-                truth=truth
+            rows = stock_level_lock(suspects[start : start + 2000])
+            current = (
+                StockLevel.objects.filter(pk__in=[r.pk for r in rows.values()])
+                .values("pk", "location_id", "variant_id", field)
+                .annotate(truth=truth)
+                .order_by("pk")
             )
             fixes, discrepancies = [], []
             for row in current:
-                actual = getattr(row, field)
-                if actual == row.truth:
+                actual = row[field]
+                if actual == row["truth"]:
                     continue
                 discrepancies.append(
                     Discrepancy(
                         run=run,
                         kind=kind,
                         status=DiscrepancyStatus.REPAIRED,
-                        location_id=row.location_id,
-                        variant_id=row.variant_id,
+                        location_id=row["location_id"],
+                        variant_id=row["variant_id"],
                         expected=actual,
-                        actual=row.truth,
-                        difference=row.truth - actual,
+                        actual=row["truth"],
+                        difference=row["truth"] - actual,
                         resolved_at=timezone.now(),
                     )
                 )
-                setattr(row, field, row.truth)
-                fixes.append(row)
+                fixes.append(
+                    StockLevel(pk=row["pk"], variant_id=row["variant_id"], **{field: row["truth"]})
+                )
             StockLevel.objects.bulk_update(fixes, [field], batch_size=2000)
             Discrepancy.objects.bulk_create(discrepancies, batch_size=2000)
             if fixes:
@@ -327,7 +338,7 @@ def _repair_drift(run: ReconciliationRun, field: str, kind: str, truth) -> int:
                     subject_id=run.pk,
                     payload={"field": field, "rows": len(fixes)},
                 )
-                after_commit_refresh(row.variant_id for row in fixes)
+                after_commit_refresh(fix.variant_id for fix in fixes)
             repaired += len(fixes)
     return repaired
 
@@ -335,12 +346,15 @@ def _repair_drift(run: ReconciliationRun, field: str, kind: str, truth) -> int:
 def stock_reconcile(*, trigger: str = "schedule", progress=None) -> ReconciliationRun:
     """The reconciliation run (every 15 minutes, or on demand).
 
-    1. release checkout holds past their expiry; 2. compare each submitted count with the
-    ledger at its count time, record discrepancies, apply those within tolerance as count
-    corrections and leave the rest for review; 3. mend reservations that sales broke;
-    4. check ``on_hand == sum of movements`` and ``reserved == sum of active reservations``,
-    repairing and reporting any drift; 5. recompute channel availability. Each step commits in
-    small transactions and is idempotent, so a run cut short and run again ends as a clean run.
+    1. release checkout holds past their expiry; 2. check ``on_hand == sum of movements`` and
+    ``reserved == sum of active reservations``, repairing and reporting any drift (first, so
+    that the later steps work from true figures: a count compared with a drifted ``on_hand``
+    would record a wrong difference, and a drifted ``reserved`` would move reservations that
+    nothing broke); 3. compare each submitted count with the ledger at its count time, record
+    discrepancies, apply those within tolerance as count corrections and leave the rest for
+    review; 4. mend reservations that sales (or corrections) broke; 5. recompute channel
+    availability. Each step commits in small transactions and is idempotent, so a run cut short
+    and run again ends as a clean run.
     """
     say = progress or (lambda message: None)
     run = ReconciliationRun.objects.create(trigger=trigger[:40], started_at=timezone.now())
@@ -348,6 +362,14 @@ def stock_reconcile(*, trigger: str = "schedule", progress=None) -> Reconciliati
         say("Releasing expired checkout holds")
         while expired := reservations_expire():
             run.reservations_expired += expired
+        say("Checking on hand against the ledger")
+        run.on_hand_drift_repaired = _repair_drift(
+            run, "on_hand", DiscrepancyKind.ON_HAND_DRIFT, _ledger_sum()
+        )
+        say("Checking reserved against reservations")
+        run.reserved_drift_repaired = _repair_drift(
+            run, "reserved", DiscrepancyKind.RESERVED_DRIFT, _reserved_sum()
+        )
         pending = list(
             StockCount.objects.filter(status=CountStatus.SUBMITTED)
             .order_by("submitted_at", "pk")
@@ -370,14 +392,6 @@ def stock_reconcile(*, trigger: str = "schedule", progress=None) -> Reconciliati
             mended = reservations_resource(variant_ids={v for _, v in broken})
             run.reservations_resourced = mended.moved
             run.reservations_flagged = mended.flagged
-        say("Checking on hand against the ledger")
-        run.on_hand_drift_repaired = _repair_drift(
-            run, "on_hand", DiscrepancyKind.ON_HAND_DRIFT, _ledger_sum()
-        )
-        say("Checking reserved against reservations")
-        run.reserved_drift_repaired = _repair_drift(
-            run, "reserved", DiscrepancyKind.RESERVED_DRIFT, _reserved_sum()
-        )
         say("Recomputing channel availability")
         run.availability_updated = availability_refresh().rows_written
         run.status = RunStatus.SUCCEEDED
@@ -405,7 +419,7 @@ def discrepancy_approve(*, discrepancy: Discrepancy, actor=None) -> Discrepancy:
                 quantity=discrepancy.difference,
                 reference=f"count #{line.count_id}",
                 reason="Count difference approved",
-                idempotency_key=_correction_key(line),
+                idempotency_key=_correction_key(line.pk),
             )
         ],
         source=RECONCILE_SOURCE,
@@ -423,8 +437,11 @@ def discrepancy_reject(*, discrepancy: Discrepancy, actor=None) -> Discrepancy:
 
 def _lock_pending(discrepancy: Discrepancy) -> Discrepancy:
     stock_level_lock([(discrepancy.location_id, discrepancy.variant_id)], create_missing=True)
+    # ``of``: the count line is an outer join, which PostgreSQL refuses to lock.
     locked = (
-        Discrepancy.objects.select_for_update().select_related("count_line").get(pk=discrepancy.pk)
+        Discrepancy.objects.select_for_update(of=("self",))
+        .select_related("count_line")
+        .get(pk=discrepancy.pk)
     )
     if locked.status != DiscrepancyStatus.PENDING:
         raise Conflict(

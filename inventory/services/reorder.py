@@ -18,6 +18,8 @@ from inventory.models import (
     StockMovement,
     SuggestionKind,
     SuggestionStatus,
+    TransferLine,
+    TransferStatus,
 )
 from omni.exceptions import Conflict
 
@@ -52,9 +54,10 @@ def order_quantity(rule: ReorderRule, position: int, point: int) -> int:
 
 def reorder_suggest(*, now=None) -> ReorderResult:
     """Propose purchases, or transfers from locations with stock to spare, for every active
-    reorder rule whose position (on hand - reserved + in transit) is at or below its reorder
-    point. One open proposal per rule, updated in place; proposals no longer needed are
-    withdrawn. Idempotent: a second run on the same data changes nothing."""
+    reorder rule whose position (on hand - reserved + in transit, counting transfers requested
+    towards the location) is at or below its reorder point. One open proposal per rule,
+    updated in place; proposals no longer needed are withdrawn. Idempotent: a second run on
+    the same data changes nothing."""
     now = now or timezone.now()
     result = ReorderResult()
     last = 0
@@ -88,6 +91,18 @@ def _suggest_batch(rules, now, result: ReorderResult) -> None:
         for row in StockLevel.objects.filter(variant_id__in=variant_ids).select_related("location")
     }
     transit = in_transit(variant_ids=variant_ids)
+    # Transfers requested towards a location are on their way too (held at their source): a
+    # proposal turned into a transfer must not be proposed again before the transfer ships.
+    for row in (
+        TransferLine.objects.filter(
+            transfer__status=TransferStatus.REQUESTED, variant_id__in=variant_ids
+        )
+        .values("transfer__to_location_id", "variant_id")
+        .annotate(units=Sum("quantity"))
+        .order_by()
+    ):
+        pair = (row["transfer__to_location_id"], row["variant_id"])
+        transit[pair] = transit.get(pair, 0) + row["units"]
     all_rules = {
         (r.location_id, r.variant_id): r
         for r in ReorderRule.objects.filter(variant_id__in=variant_ids, is_active=True)
@@ -145,7 +160,7 @@ def _spare_source(rule, quantity, stock, all_rules) -> int | None:
     """A location that can spare ``quantity`` without falling below its own needs: above its
     rule's maximum, or any sellable stock of a warehouse without a rule. Most to spare wins."""
     best, best_spare = None, 0
-    for (location_id, variant_id), row in stock.items():
+    for (location_id, variant_id), row in sorted(stock.items()):  # ties: the same one each run
         if variant_id != rule.variant_id or location_id == rule.location_id:
             continue
         if not row.location.is_active:

@@ -437,21 +437,23 @@ def reservations_resource(*, variant_ids) -> ResourceResult:
                     ]
                 )
                 events.append(_event("inventory.reservation_resourced", reservation, moved))
-            if moved < part:
-                short = part - moved
-                reservation.needs_attention = True
-                reservation.attention_reason = (
-                    f"Short by {short} at {locations[location_id].code} after an in-store sale; "
-                    "no other location could take it over."
-                )
-                reservation.updated_at = now
-                reservation.save(
-                    update_fields=["needs_attention", "attention_reason", "updated_at"]
-                )
-                flagged_ids.append(reservation.pk)
-                events.append(_event("inventory.reservation_at_risk", reservation, short))
-                result.flagged += 1
             shortfall -= part
+            if moved == part:
+                continue
+            short = part - moved
+            reason = (
+                f"Short by {short} at {locations[location_id].code} after an in-store sale; "
+                "no other location could take it over."
+            )
+            if reservation.needs_attention and reservation.attention_reason == reason:
+                continue  # flagged before for this same shortfall: nothing new (idempotent)
+            reservation.needs_attention = True
+            reservation.attention_reason = reason
+            reservation.updated_at = now
+            reservation.save(update_fields=["needs_attention", "attention_reason", "updated_at"])
+            flagged_ids.append(reservation.pk)
+            events.append(_event("inventory.reservation_at_risk", reservation, short))
+            result.flagged += 1
     bulk_increment(deltas)
     if new_reservations:
         Reservation.objects.bulk_create(new_reservations)

@@ -24,6 +24,7 @@ from omni.exceptions import Conflict, ValidationFailed
 from omni.models import Channel
 
 from .common import (
+    MAX_QUANTITY,
     Move,
     after_commit,
     after_commit_refresh,
@@ -108,6 +109,11 @@ def stock_adjust(
         ) from None
     if quantity == 0:
         raise ValidationFailed("A change of zero changes nothing.", extra={"quantity": ["Not 0."]})
+    if abs(quantity) > MAX_QUANTITY:
+        raise ValidationFailed(
+            f"A change of at most {MAX_QUANTITY:,} units.",
+            extra={"quantity": [f"At most {MAX_QUANTITY:,} units either way."]},
+        )
     row = stock_level_lock([(location.pk, variant.pk)], create_missing=True)[
         (location.pk, variant.pk)
     ]
@@ -245,7 +251,10 @@ def batch_fingerprint(movements) -> str:
 def _parse_time(value, now):
     if value in (None, ""):
         return now, None
-    moment = value if isinstance(value, datetime) else parse_datetime(str(value))
+    try:
+        moment = value if isinstance(value, datetime) else parse_datetime(str(value))
+    except ValueError:  # well formed but impossible, such as 2026-02-30
+        moment = None
     if moment is None:
         return None, "Not an ISO 8601 date and time."
     if timezone.is_naive(moment):
@@ -303,6 +312,8 @@ def _validate_batch(movements, default_location: Location | None, now):
         quantity = raw.get("quantity")
         if isinstance(quantity, bool) or not isinstance(quantity, int):
             problems["quantity"] = ["A whole number."]
+        elif abs(quantity) > MAX_QUANTITY:
+            problems["quantity"] = [f"At most {MAX_QUANTITY:,} units."]
         elif kind == MovementKind.ADJUSTMENT:
             if quantity == 0:
                 problems["quantity"] = ["Not 0 (negative to remove units)."]

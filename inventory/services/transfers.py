@@ -23,6 +23,7 @@ from .common import (
     positive_quantity,
     require_active_location,
     resolve_variant,
+    stock_level_lock,
     write_moves,
 )
 from .reservations import ReserveLine, stock_release, stock_reserve
@@ -162,6 +163,9 @@ def transfer_ship(*, transfer: Transfer, quantities: dict | None = None, actor=N
         raise ValidationFailed("Nothing would ship; cancel the transfer instead.")
     reference = _reference(transfer)
     lines = list(transfer.lines.select_related("variant"))
+    # Every line's stock row at the source at once, in the one lock order: releasing and
+    # shipping line by line would lock them in line order and deadlock with a reservation.
+    stock_level_lock([(transfer.from_location_id, line.variant_id) for line in lines])
     for line in lines:
         quantity = shipped[line.pk]
         held = list(
@@ -260,7 +264,9 @@ def transfer_cancel(*, transfer: Transfer, actor=None) -> Transfer:
 
 def in_transit(*, to_location=None, variant_ids=None) -> dict[tuple[int, int], int]:
     """Units shipped and not yet received, by ``(destination, variant)``."""
-    queryset = TransferLine.objects.filter(transfer__status=TransferStatus.SHIPPED)
+    queryset = TransferLine.objects.filter(
+        transfer__status=TransferStatus.SHIPPED, shipped_quantity__gt=F("received_quantity")
+    )
     if to_location is not None:
         queryset = queryset.filter(transfer__to_location=to_location)
     if variant_ids is not None:

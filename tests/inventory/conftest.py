@@ -1,13 +1,14 @@
 import pytest
 
 from inventory.services import stock_receive
-from omni.models import Channel
-from tests.factories import LocationFactory, StockRuleFactory, VariantFactory
+from omni.models import ChannelKind
+from tests.factories import ChannelFactory, LocationFactory, StockRuleFactory, VariantFactory
 
 
 @pytest.fixture
 def web(db):
-    return Channel.objects.get(code="web")
+    # get_or_create: transactional tests flush the seeded channels, so make it if it is gone.
+    return ChannelFactory(code="web", name="Web shop", kind=ChannelKind.WEB, currency="EUR")
 
 
 @pytest.fixture

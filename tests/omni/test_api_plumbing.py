@@ -444,3 +444,19 @@ def test_max_page_size_is_enforced(reader, settings, django_assert_max_num_queri
     assert len(body["results"]) == 500
     assert body["results"][-1]["sku"] == "BULK-0499"
     assert body["next"] == "http://testserver/api/v1/catalog/variants/?limit=500&offset=500"
+
+
+@pytest.mark.django_db
+def test_a_body_over_the_upload_limit_is_413_with_the_error_shape(staff_api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = staff_api.post(
+        "/api/v1/inventory/movements/batches/",
+        {"batch_id": "big", "movements": [{"id": str(i), "sku": "X"} for i in range(200)]},
+        format="json",
+    )
+    assert response.status_code == 413
+    assert response.json() == {
+        "code": "request_too_large",
+        "message": "The request body is larger than 1,000 bytes; send it in smaller parts.",
+        "details": {"max_bytes": 1000},
+    }

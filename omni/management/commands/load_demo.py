@@ -1,14 +1,19 @@
 import time
 
 from django.core.management.base import BaseCommand
+from django.db import transaction
 
 from catalog.demo import generate_catalog
 from catalog.models import Product
+from inventory.demo import generate_inventory
 from omni.models import Channel
 
 
 class Command(BaseCommand):
-    help = "Load the demo catalog once (skipped when the catalog already has products)."
+    help = (
+        "Load the demo catalog and inventory once (skipped when the catalog already has "
+        "products; --force adds more products and stocks them)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--products", type=int, default=300)
@@ -34,11 +39,24 @@ class Command(BaseCommand):
             .first()
         )
         start = int(last[1:7]) + 1 if last else 0
-        counts = generate_catalog(products=products, progress=progress, start=start)
+        # One transaction: a failure leaves no half-loaded demo behind, and the next start
+        # loads it again.
+        with transaction.atomic():
+            counts = generate_catalog(products=products, progress=progress, start=start)
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Demo catalog loaded in {time.monotonic() - started:.1f}s: "
+                    f"{counts['products']} products, {counts['variants']} variants, "
+                    f"{counts['listings']} channel listings."
+                )
+            )
+            started = time.monotonic()
+            stock = generate_inventory(progress=progress)
         self.stdout.write(
             self.style.SUCCESS(
-                f"Demo catalog loaded in {time.monotonic() - started:.1f}s: "
-                f"{counts['products']} products, {counts['variants']} variants, "
-                f"{counts['listings']} channel listings."
+                f"Demo inventory loaded in {time.monotonic() - started:.1f}s: "
+                f"{stock['locations']} locations, {stock['stock_rows']} stock rows, "
+                f"{stock['movements']} ledger lines, {stock['pending_review']} count "
+                f"discrepancies waiting for review, {stock['suggestions']} reorder suggestions."
             )
         )
