@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format migrations-check bench setup demo clean
+.PHONY: help run test lint format migrations-check bench bench-inventory setup demo clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
@@ -14,6 +14,11 @@ bench: ## Run the benchmarks (gunicorn + PostgreSQL + wrk) and write bench/resul
 	@scripts/system_deps.sh wrk
 	@scripts/setup.sh
 	@.venv/bin/python scripts/with_postgres.py -- .venv/bin/python bench/run.py $(ARGS)
+
+bench-inventory: ## Inventory benchmarks on 5 million stock rows; writes bench/results and docs/benchmarks-inventory.md
+	@scripts/system_deps.sh wrk
+	@scripts/setup.sh
+	@.venv/bin/python scripts/with_postgres.py -- .venv/bin/python bench/inventory.py $(ARGS)
 
 setup: ## Create .venv and install dependencies
 	@scripts/setup.sh

@@ -2,6 +2,8 @@
 transfers, reservations and locations. Views parse input, call one service or selector, and
 render the result; every rule and every error comes from the services."""
 
+import hashlib
+
 from django.db.models import Count, Prefetch
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -225,6 +227,9 @@ class MovementBatchView(IdempotentMixin, APIView):
         },
     )
     def post(self, request):
+        # The same bytes again is the same batch: hashing them is cheaper than the items.
+        # Read before request.data, which would otherwise consume the stream.
+        fingerprint = hashlib.sha256(request._request.body).hexdigest()
         serializer = MovementBatchInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -236,6 +241,7 @@ class MovementBatchView(IdempotentMixin, APIView):
             location=location_from_body(location, "location") if location else None,
             channel=caller_channel(request),
             actor=caller_actor(request),
+            fingerprint=fingerprint,
         )
         body = {**result.as_dict, "received_at": api_datetime(result.batch.received_at)}
         return Response(

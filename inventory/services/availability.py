@@ -42,12 +42,15 @@ def availability_state(quantity: int, is_low_stock: bool) -> str:
     return "low_stock" if is_low_stock else "in_stock"
 
 
-def _channels(channel_ids=None) -> dict[int, tuple[str, Policy]]:
+def _channels(channel_ids=None, variant_ids=None) -> dict[int, tuple[str, Policy]]:
     """The sales channels to compute, with their policies: those that stock rules feed, and
     those that lost their rules but still promise something (they fall to zero)."""
     fed = Channel.objects.sales().filter(pk__in=ChannelStockRule.objects.values("channel_id"))
+    promising = ChannelAvailability.objects.filter(quantity__gt=0)
+    if variant_ids is not None:  # an incremental refresh: only these variants' rows matter
+        promising = promising.filter(variant_id__in=variant_ids)
     stale = Channel.objects.exclude(pk__in=fed.values("pk")).filter(
-        pk__in=ChannelAvailability.objects.filter(quantity__gt=0).values("channel_id")
+        pk__in=promising.values("channel_id")
     )
     if channel_ids is not None:
         fed, stale = fed.filter(pk__in=channel_ids), stale.filter(pk__in=channel_ids)
@@ -182,7 +185,7 @@ def availability_refresh(*, variant_ids=None, channel_ids=None, progress=None) -
     Idempotent: a second run writes nothing. Batches of 2,000 variants, each its own
     transaction (unless the caller holds one), so the sweep never holds many locks for long.
     """
-    channels = _channels(channel_ids)
+    channels = _channels(channel_ids, variant_ids)
     total = RefreshResult()
     if not channels:
         return total

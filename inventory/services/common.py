@@ -37,7 +37,13 @@ class Move:
 
 
 def pairs_filter(pairs) -> Q:
-    """``(location_id, variant_id)`` pairs as one filter: one IN list per location."""
+    """``(location_id, variant_id)`` pairs as one filter: two IN lists when the pairs are every
+    location with every variant (a reservation's candidates), else one IN list per location."""
+    pairs = set(pairs)
+    locations = {location_id for location_id, _ in pairs}
+    variants = {variant_id for _, variant_id in pairs}
+    if len(pairs) == len(locations) * len(variants):
+        return Q(location_id__in=sorted(locations), variant_id__in=sorted(variants))
     by_location = defaultdict(set)
     for location_id, variant_id in pairs:
         by_location[location_id].add(variant_id)
@@ -50,26 +56,31 @@ def pairs_filter(pairs) -> Q:
 def stock_level_lock(pairs, *, create_missing: bool = False) -> dict[tuple[int, int], StockLevel]:
     """Lock the stock rows of ``pairs`` in primary-key order (the one lock order for stock).
 
-    With ``create_missing`` the rows that do not exist yet are created first (empty), so that a
-    receipt at a new location has a row to lock. Returns the rows by ``(location, variant)``.
+    With ``create_missing`` the rows that do not exist yet are then created (empty) and locked
+    too, so that a receipt at a new location has a row; new rows take the highest keys, so
+    the order holds. Returns the rows by ``(location, variant)``.
     """
     pairs = sorted(set(pairs))
-    if not pairs:
-        return {}
-    rows = {}
-    for start in range(0, len(pairs), BATCH * 5):
-        chunk = pairs[start : start + BATCH * 5]
-        if create_missing:
+    rows = _lock_existing(pairs)
+    if create_missing:
+        missing = [pair for pair in pairs if pair not in rows]
+        if missing:
             StockLevel.objects.bulk_create(
-                [StockLevel(location_id=loc, variant_id=var) for loc, var in chunk],
+                [StockLevel(location_id=loc, variant_id=var) for loc, var in missing],
                 ignore_conflicts=True,
                 batch_size=BATCH,
             )
+            rows.update(_lock_existing(missing))
+    return rows
+
+
+def _lock_existing(pairs) -> dict[tuple[int, int], StockLevel]:
+    rows = {}
+    for start in range(0, len(pairs), BATCH * 5):
         locked = (
             StockLevel.objects.select_for_update()
-            .filter(pairs_filter(chunk))
+            .filter(pairs_filter(pairs[start : start + BATCH * 5]))
             .order_by("pk")
-            .select_related(None)
         )
         rows.update({(row.location_id, row.variant_id): row for row in locked})
     return rows
@@ -108,16 +119,19 @@ def bulk_increment(rows_deltas: dict[int, dict[str, int]]) -> None:
             )
 
 
-def write_moves(moves: list[Move], *, source: str, actor=None, now=None) -> list[StockMovement]:
+def write_moves(
+    moves: list[Move], *, source: str, actor=None, now=None, rows=None
+) -> list[StockMovement]:
     """Write ledger lines and move ``on_hand`` with them, in the caller's transaction.
 
-    Locks the stock rows (creating those missing); callers that decided on the quantities lock
-    them earlier, in the same primary-key order, so this finds them already held.
+    Locks the stock rows (creating those missing) unless the caller passes the ``rows`` it
+    locked already with ``stock_level_lock``.
     """
     if not moves:
         return []
     now = now or timezone.now()
-    rows = stock_level_lock([(m.location_id, m.variant_id) for m in moves], create_missing=True)
+    if rows is None:
+        rows = stock_level_lock([(m.location_id, m.variant_id) for m in moves], create_missing=True)
     deltas = defaultdict(lambda: {"on_hand": 0})
     movements = []
     for move in moves:

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -358,6 +358,7 @@ def stock_reconcile(*, trigger: str = "schedule", progress=None) -> Reconciliati
     """
     say = progress or (lambda message: None)
     run = ReconciliationRun.objects.create(trigger=trigger[:40], started_at=timezone.now())
+    jit = _jit_off()
     try:
         say("Releasing expired checkout holds")
         while expired := reservations_expire():
@@ -400,9 +401,29 @@ def stock_reconcile(*, trigger: str = "schedule", progress=None) -> Reconciliati
         run.error = f"{type(exc).__name__}: {exc}"[:2000]
         raise
     finally:
+        _jit_restore(jit)
         run.finished_at = timezone.now()
         run.save()
     return run
+
+
+def _jit_off():
+    """PostgreSQL's JIT compiles each of reconciliation's big statements anew, which costs
+    more (about 0.15 s a statement) than it saves; off for this session while it runs."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        previous = cursor.fetchone()[0]
+        cursor.execute("SET jit = off")
+    return previous
+
+
+def _jit_restore(previous) -> None:
+    if previous is None:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('jit', %s, false)", [previous])
 
 
 @transaction.atomic

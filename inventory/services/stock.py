@@ -204,14 +204,16 @@ def stock_count_request(*, location: Location, reason: str, actor=None) -> Stock
     return count
 
 
-def _check_after_sales(pairs) -> None:
+def _check_after_sales(pairs, locked=None) -> None:
     """After sales: a location that sold more than its ledger held (on hand below zero) gets a
-    count request; reservations the sales broke are mended after commit."""
+    count request; reservations the sales broke are mended after commit. ``locked``: the stock
+    rows the caller holds (as ``stock_level_lock`` returns them), else they are locked here."""
     from .reservations import reservations_resource
 
-    rows = StockLevel.objects.filter(
-        pk__in=[r.pk for r in stock_level_lock(pairs).values()]
-    ).values_list("location_id", "variant_id", "on_hand", "reserved")
+    locked = locked or stock_level_lock(pairs)
+    rows = StockLevel.objects.filter(pk__in=[locked[pair].pk for pair in pairs]).values_list(
+        "location_id", "variant_id", "on_hand", "reserved"
+    )
     suspicious_locations, broken_variants = set(), set()
     for location_id, variant_id, on_hand, reserved in rows:
         if on_hand < 0:
@@ -360,20 +362,23 @@ def movement_batch_apply(
     location: Location | None = None,
     channel: Channel | None = None,
     actor=None,
+    fingerprint: str | None = None,
 ) -> BatchResult:
     """Apply a batch of movements from a POS or another integrator exactly once.
 
     ``source`` names the sender; ``batch_id`` and each movement's ``id`` are the sender's. The
     same batch again (at the same time or later) is answered from the first, writing nothing;
     a movement already recorded by another batch is skipped and counted as a duplicate. Any
-    invalid movement refuses the whole batch with every error by index.
+    invalid movement refuses the whole batch with every error by index. ``fingerprint`` says
+    what makes two sends the same batch (the API passes a hash of the request body); by
+    default a hash of the movements.
     """
     batch_id = str(batch_id or "").strip()
     if not batch_id or len(batch_id) > 100:
         raise ValidationFailed(
             "A batch needs an id of at most 100 characters.", extra={"batch_id": ["Required."]}
         )
-    fingerprint = batch_fingerprint(
+    fingerprint = fingerprint or batch_fingerprint(
         {"location": location.code if location else None, "movements": movements}
     )
     existing = MovementBatch.objects.filter(source=source, batch_id=batch_id).first()
@@ -408,13 +413,13 @@ def movement_batch_apply(
                     ).values_list("idempotency_key", flat=True)
                 )
             fresh = [m for m in moves if m.idempotency_key not in done]
-            write_moves(fresh, source=source, actor=actor, now=now)
+            write_moves(fresh, source=source, actor=actor, now=now, rows=rows)
             batch.applied_count = len(fresh)
             batch.duplicate_count = len(moves) - len(fresh)
             batch.save(update_fields=["applied_count", "duplicate_count"])
             sales = {(m.location_id, m.variant_id) for m in fresh if m.kind == MovementKind.SALE}
             if sales:
-                _check_after_sales(sales)
+                _check_after_sales(sales, locked=rows)
             after_commit_refresh(variant for _location, variant in rows)
     except IntegrityError as exc:
         # A movement id recorded for another item by a concurrent batch of the same source.
