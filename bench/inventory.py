@@ -415,7 +415,7 @@ def run_pgbench(duration) -> dict:
         raise RuntimeError(f"pgbench failed: {out.stdout}\n{out.stderr}")
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE bench_hot")
-    return {"tps": float(found.group(1)), "command": " ".join(cmd[:-1])}
+    return {"tps": round(float(found.group(1)), 1), "command": " ".join(cmd[:-1])}
 
 
 def bench_hot(args, base_url, token, tmp) -> dict:
