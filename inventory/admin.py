@@ -889,8 +889,44 @@ class DiscrepancyInline(BoundedInlineMixin, admin.TabularInline):
         return False
 
 
+class RunNowMixin:
+    """A "run now" button on the changelist that POSTs to ``<changelist>/run/``, where
+    ``run_now(request)`` calls the task's service and says what it did."""
+
+    run_now_label = ""
+
+    def _run_now_url_name(self) -> str:
+        return f"{self.opts.app_label}_{self.opts.model_name}_run"
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = extra_context or {}
+        if self.has_change_permission(request):
+            extra_context["run_now"] = {
+                "url": reverse(f"admin:{self._run_now_url_name()}"),
+                "label": self.run_now_label,
+            }
+        return super().changelist_view(request, extra_context)
+
+    def get_urls(self):
+        return [
+            path(
+                "run/",
+                self.admin_site.admin_view(self._run_now_view),
+                name=self._run_now_url_name(),
+            ),
+            *super().get_urls(),
+        ]
+
+    def _run_now_view(self, request):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        return self.run_now(request)
+
+
 @admin.register(ReconciliationRun)
-class ReconciliationRunAdmin(ChangedByActionsOnly, admin.ModelAdmin):
+class ReconciliationRunAdmin(RunNowMixin, ChangedByActionsOnly, admin.ModelAdmin):
     list_display = [
         "id",
         "started_at",
@@ -958,30 +994,9 @@ class ReconciliationRunAdmin(ChangedByActionsOnly, admin.ModelAdmin):
             changelist_url(Discrepancy, run__id__exact=obj.pk),
         )
 
-    def changelist_view(self, request, extra_context=None):
-        extra_context = extra_context or {}
-        if self.has_change_permission(request):
-            extra_context["run_now"] = {
-                "url": reverse("admin:inventory_reconciliationrun_run"),
-                "label": "Run reconciliation now",
-            }
-        return super().changelist_view(request, extra_context)
+    run_now_label = "Run reconciliation now"
 
-    def get_urls(self):
-        return [
-            path(
-                "run/",
-                self.admin_site.admin_view(self.run_view),
-                name="inventory_reconciliationrun_run",
-            ),
-            *super().get_urls(),
-        ]
-
-    def run_view(self, request):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not self.has_change_permission(request):
-            raise PermissionDenied
+    def run_now(self, request):
         try:
             run = stock_reconcile(trigger="admin")
         except Exception as exc:  # the run is recorded as failed, with the error
@@ -1221,7 +1236,12 @@ class ReorderRuleAdmin(ExactSearchMixin, admin.ModelAdmin):
 
 @admin.register(ReplenishmentSuggestion)
 class ReplenishmentSuggestionAdmin(
-    BigTableMixin, ExactSearchMixin, ServiceActionsMixin, ChangedByActionsOnly, admin.ModelAdmin
+    RunNowMixin,
+    BigTableMixin,
+    ExactSearchMixin,
+    ServiceActionsMixin,
+    ChangedByActionsOnly,
+    admin.ModelAdmin,
 ):
     list_display = [
         "id",
@@ -1287,30 +1307,9 @@ class ReplenishmentSuggestionAdmin(
             request, queryset, suggestion_dismiss, lambda n: f"Dismissed {plural(n, 'suggestion')}."
         )
 
-    def changelist_view(self, request, extra_context=None):
-        extra_context = extra_context or {}
-        if self.has_change_permission(request):
-            extra_context["run_now"] = {
-                "url": reverse("admin:inventory_replenishmentsuggestion_run"),
-                "label": "Run reorder suggestions now",
-            }
-        return super().changelist_view(request, extra_context)
+    run_now_label = "Run reorder suggestions now"
 
-    def get_urls(self):
-        return [
-            path(
-                "run/",
-                self.admin_site.admin_view(self.run_view),
-                name="inventory_replenishmentsuggestion_run",
-            ),
-            *super().get_urls(),
-        ]
-
-    def run_view(self, request):
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
-        if not self.has_change_permission(request):
-            raise PermissionDenied
+    def run_now(self, request):
         result = reorder_suggest()
         self.message_user(
             request,
