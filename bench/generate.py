@@ -132,11 +132,13 @@ def sample_skus(count: int, seed: int = 42) -> list[str]:
 def count_queries(token: str, skus: list[str]) -> dict:
     """SQL per SKU lookup, in process, through the whole stack (middleware, DRF, auth).
 
-    Starts on a fresh connection with one warm-up lookup, not counted: it marks the client as
-    used (``last_used_at``, a write at most once per five minutes per client) and does
-    whatever a connection does on first use (preparing statements). Also counts the connection
-    health checks (``CONN_HEALTH_CHECKS``): a ``SELECT 1`` sent on the raw connection at the
-    start of each request, which Django's query log does not show but which is a round trip.
+    Starts on a fresh connection with one warm-up lookup, not counted: it checks the token
+    with a query (later lookups on the connection take the client from its token cache), marks
+    the client as used (``last_used_at``, a write at most once per five minutes per client)
+    and does whatever a connection does on first use (preparing statements). Also counts the
+    connection health checks (``CONN_HEALTH_CHECKS``): a ``SELECT 1`` sent on the raw
+    connection at the start of each request, which Django's query log does not show but which
+    is a round trip.
     """
     from django.db import close_old_connections, connection
     from django.test import Client
@@ -184,8 +186,9 @@ def count_queries(token: str, skus: list[str]) -> dict:
         "mean": round(sum(per_request) / lookups, 2),
         "first_request": len(first.captured_queries),
         "first_request_note": (
-            "first lookup on a new connection: includes the last_used_at write (at most once "
-            "per 5 minutes per client) and any statements prepared on first use"
+            "first lookup on a new connection: includes the token check (later lookups take "
+            "the client from the connection's token cache), the last_used_at write (at most "
+            "once per 5 minutes per client) and any statements prepared on first use"
         ),
         "first_request_sql": [q["sql"] for q in first.captured_queries],
         "health_check_round_trips_per_request": round(health_checks / lookups, 2),

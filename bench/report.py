@@ -148,7 +148,9 @@ def _breakdown_section(breakdown: dict | None) -> list[str]:
         _para(
             "A health check's `SELECT 1`, when enabled, goes to the raw connection, so in the",
             "rows above it counts as Python time. Pieces timed alone run warmer than inside a",
-            "request, so the remainder is an upper bound for the framework's share.",
+            "request, so the remainder is an upper bound for the framework's share. A row",
+            "*for reference* is not part of a lookup (nor of the remainder): the token check a",
+            "connection's first request makes before the token cache answers.",
             "PostgreSQL's own view of the lookup's queries (median of 20 `EXPLAIN (ANALYZE)`;",
             "planning is paid on every request unless the statement is prepared on the server):",
         ),
@@ -320,10 +322,13 @@ def markdown(data: dict, sweep: dict | None) -> str:
             f"{q['lookups']} lookups of different SKUs through the whole stack in process",
             "(Django's test client under `CaptureQueriesContext`): at most",
             f"**{q['max']}** SQL queries per request (mean {q['mean']}; the statements are in",
-            "the results file under `queries.sql_of_last_lookup`). A client's first lookup made",
-            f"{q['first_request']}: it also records `last_used_at` (at most once per five",
-            "minutes per client) and prepares whatever statements its connection prepares on",
-            "first use.",
+            "the results file under `queries.sql_of_last_lookup`). A client's first lookup on",
+            f"a connection made {q['first_request']}: it also checks the token with a query",
+            "(later lookups take the client from the connection's token cache,",
+            "`omni.api.token_cache`, which PostgreSQL's LISTEN/NOTIFY empties of a client as soon",
+            "as it is deactivated or given a new token), records `last_used_at` (at most once",
+            "per five minutes per client) and prepares whatever statements its connection",
+            "prepares on first use.",
             (
                 f"Besides these, `CONN_HEALTH_CHECKS` sends "
                 f"{q['health_check_round_trips_per_request']:g} `SELECT 1` per request on a"

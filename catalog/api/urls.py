@@ -4,10 +4,11 @@ from catalog.api.views import ChannelFeedView, ProductViewSet, VariantViewSet
 from omni.api.routers import OptionalSlashRouter
 
 router = OptionalSlashRouter()
-router.register("products", ProductViewSet, basename="product")
+# Variants first: Django tries the patterns in order, and the SKU lookup is the hottest read.
 router.register("variants", VariantViewSet, basename="variant")
+router.register("products", ProductViewSet, basename="product")
 
 urlpatterns = [
-    re_path(r"^feeds/(?P<code>[-a-zA-Z0-9_]+)/?$", ChannelFeedView.as_view(), name="channel-feed"),
     *router.urls,
+    re_path(r"^feeds/(?P<code>[-a-zA-Z0-9_]+)/?$", ChannelFeedView.as_view(), name="channel-feed"),
 ]

@@ -40,6 +40,7 @@ from omni.api.authentication import CachedTokenMixin
 from omni.api.errors import ErrorSerializer
 from omni.api.idempotency import IDEMPOTENCY_PARAMETER, IdempotentMixin
 from omni.api.pagination import ChangesCursorPagination
+from omni.api.responses import rendered_now
 from omni.exceptions import NotFound, ValidationFailed
 from omni.models import Channel
 
@@ -152,7 +153,8 @@ class VariantViewSet(
         detail = selectors.variant_detail_by_sku(normalize_sku(kwargs["sku"]))
         if detail is None:
             raise NotFound(f"No variant with SKU {kwargs['sku']}.")
-        return Response(detail)  # already in the VariantOutputSerializer wire format
+        # already in the VariantOutputSerializer wire format; rendered at once (the hot path)
+        return rendered_now(self, request, detail)
 
     @extend_schema(
         summary="Create a variant of a product",

@@ -1,7 +1,7 @@
 """Token authentication for API clients created by staff in the admin."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions
+from rest_framework import HTTP_HEADER_ENCODING, authentication, exceptions
 
 from omni.api import token_cache
 from omni.services import api_client_authenticate
@@ -40,7 +40,11 @@ class ApiClientTokenAuthentication(authentication.BaseAuthentication):
     keywords = (b"token", b"bearer")
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).split()
+        # As DRF's get_authorization_header, from META: request.headers would copy them all.
+        header = request.META.get("HTTP_AUTHORIZATION", b"")
+        if isinstance(header, str):
+            header = header.encode(HTTP_HEADER_ENCODING)
+        header = header.split()
         # Compared as bytes: a header with non-UTF-8 bytes is someone else's scheme, not a 500.
         if not header or header[0].lower() not in self.keywords:
             return None

@@ -44,9 +44,8 @@ token is checked with a query. Behind PgBouncer, LISTEN needs session pooling (l
 prepared statements of ``omni.db.PreparedQuery``).
 """
 
-from dataclasses import dataclass
-
 from django.db import DatabaseError, connections
+from django.db.models import DEFERRED
 from django.utils import timezone
 
 from omni.models import ApiClient
@@ -55,9 +54,27 @@ from omni.services import CLIENT_AUTH_FIELDS, LAST_USED_RESOLUTION, api_client_a
 CHANNEL = "omni_api_clients"
 # Far more than the API clients a shop has; a full cache forgets its oldest entry.
 MAX_ENTRIES = 1000
-_ID = CLIENT_AUTH_FIELDS.index("id")
-_LAST_USED_AT = CLIENT_AUTH_FIELDS.index("last_used_at")
 _ATTRIBUTE = "omni_api_token_cache"
+_LOADED = frozenset(CLIENT_AUTH_FIELDS)
+
+
+class Entry:
+    """A client as ``api_client_authenticate`` loaded it, ready to be instantiated again."""
+
+    __slots__ = ("client_id", "values", "fresh_until")
+
+    def __init__(self, client: ApiClient):
+        self.client_id = client.pk
+        # one value per concrete field, the ones not loaded deferred: what from_db builds
+        self.values = tuple(
+            getattr(client, f.attname) if f.attname in _LOADED else DEFERRED
+            for f in ApiClient._meta.concrete_fields
+        )
+        # until when the use recorded in last_used_at is recent enough (see services)
+        self.fresh_until = client.last_used_at + LAST_USED_RESOLUTION
+
+    def client(self, using: str) -> ApiClient:
+        return ApiClient.from_db(using, CLIENT_AUTH_FIELDS, self.values)
 
 
 class ConnectionCache:
@@ -67,7 +84,7 @@ class ConnectionCache:
 
     def __init__(self, raw):
         self.raw = raw
-        self.entries: dict[str, tuple] = {}  # token hash -> row of CLIENT_AUTH_FIELDS
+        self.entries: dict[str, Entry] = {}  # SHA-256 of the token -> entry
 
     def drain(self) -> None:
         """Forget the clients named by the notifications received so far (no round trip)."""
@@ -86,13 +103,13 @@ class ConnectionCache:
         except ValueError:
             self.entries.clear()
             return
-        for key in [k for k, row in self.entries.items() if row[_ID] in ids]:
+        for key in [k for k, entry in self.entries.items() if entry.client_id in ids]:
             del self.entries[key]
 
-    def store(self, key: str, row: tuple) -> None:
+    def store(self, key: str, client: ApiClient) -> None:
         if key not in self.entries and len(self.entries) >= MAX_ENTRIES:
             del self.entries[next(iter(self.entries))]  # the oldest
-        self.entries[key] = row
+        self.entries[key] = Entry(client)
 
 
 def listen(sender, connection, **kwargs) -> None:
@@ -124,53 +141,43 @@ def usable_cache(connection) -> ConnectionCache | None:
     return cache
 
 
-@dataclass(slots=True)
-class Unconfirmed:
-    """A client taken from the cache, to be confirmed once the view has queried."""
-
-    connection: object  # Django's connection wrapper
-    cache: ConnectionCache
-    key: str
-    row: tuple
-    token: str
+def _drain(connection, cache: ConnectionCache) -> None:
+    try:
+        cache.drain()
+    except Exception:
+        with connection.wrap_database_errors:  # as Django's own errors, marking the connection
+            raise
 
 
-def authenticate(
-    token: str, *, using: str = "default"
-) -> tuple[ApiClient | None, Unconfirmed | None]:
+def authenticate(token: str, *, using: str = "default") -> tuple[ApiClient | None, tuple | None]:
     """The client for ``token`` (or None), and what ``confirm`` needs when it came from the
     cache (else None: it was checked with a query in this request)."""
     connection = connections[using]
     cache = usable_cache(connection)
     key = ApiClient.hash_token(token)
     if cache is not None:
-        with connection.wrap_database_errors:
-            cache.drain()
-        row = cache.entries.get(key)
-        if row is not None:
-            last_used = row[_LAST_USED_AT]
-            if last_used is not None and timezone.now() - last_used <= LAST_USED_RESOLUTION:
-                client = ApiClient.from_db(using, CLIENT_AUTH_FIELDS, row)
-                return client, Unconfirmed(connection, cache, key, row, token)
+        _drain(connection, cache)
+        entry = cache.entries.get(key)
+        if entry is not None:
+            if timezone.now() <= entry.fresh_until:
+                return entry.client(using), (connection, cache, key, entry, token)
             del cache.entries[key]  # the check below records the use
     client = api_client_authenticate(token)
     if client is not None:
         # Looked up again: the query may have opened the connection, and with it the cache.
         cache = usable_cache(connection)
         if cache is not None:
-            cache.store(key, tuple(getattr(client, name) for name in CLIENT_AUTH_FIELDS))
+            cache.store(key, client)
     return client, None
 
 
-def confirm(unconfirmed: Unconfirmed) -> bool:
+def confirm(unconfirmed: tuple) -> bool:
     """Whether the cached client used for a request is still valid, now that the request's
     queries have brought in every notification committed before it started."""
-    connection = unconfirmed.connection
-    cache = unconfirmed.cache
+    connection, cache, key, entry, token = unconfirmed
     if cache is usable_cache(connection):
-        with connection.wrap_database_errors:
-            cache.drain()
-        if cache.entries.get(unconfirmed.key) is unconfirmed.row:
+        _drain(connection, cache)
+        if cache.entries.get(key) is entry:
             return True
     # Changed (or the connection was replaced): ask the database, as without a cache.
-    return authenticate(unconfirmed.token, using=connection.alias)[0] is not None
+    return authenticate(token, using=connection.alias)[0] is not None

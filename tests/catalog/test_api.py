@@ -5,10 +5,13 @@ import io
 import json
 from datetime import timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
+from rest_framework.response import Response
 
+from catalog.api import views
 from catalog.models import (
     Brand,
     Category,
@@ -570,6 +573,40 @@ def test_variant_retrieve_with_token_is_two_queries(reader, tee, django_assert_m
 
     assert response.status_code == 200
     assert response.json()["sku"] == "TEE-M"
+
+
+@pytest.mark.parametrize(
+    "accept", [None, "*/*", "application/json", "application/json; indent=4", "application/*"]
+)
+def test_variant_retrieve_sends_what_a_drf_response_would(reader, tee, monkeypatch, accept):
+    # The lookup renders its JSON at once instead of through Response: same bytes, same headers.
+    Product.objects.filter(handle="tee").update(title='Tee "Classic" \\ é\u2028\u2029\t\x01')
+    Variant.objects.filter(sku="TEE-M").update(option_values={"size": "M", "note": 'é\u2028"'})
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+    fast = reader.get(f"{VARIANTS}tee-m/", **headers)
+    monkeypatch.setattr(views, "rendered_now", lambda view, request, data: Response(data))
+
+    slow = reader.get(f"{VARIANTS}tee-m/", **headers)
+
+    assert fast.status_code == slow.status_code == 200
+    assert fast.content == slow.content
+    assert dict(fast.headers) == dict(slow.headers)
+    assert fast.json()["option_values"] == {"size": "M", "note": 'é\u2028"'}
+
+
+def test_variant_retrieve_in_another_time_zone(reader, tee):
+    updated = Variant.objects.get(sku="TEE-M").updated_at
+
+    with timezone.override("Europe/Paris"):
+        response = reader.get(f"{VARIANTS}tee-m/")
+
+    local = updated.astimezone(ZoneInfo("Europe/Paris")).isoformat()
+    assert response.json()["updated_at"] == local
+    assert local.endswith(("+01:00", "+02:00"))
+
+
+def test_variant_retrieve_refuses_what_it_cannot_render(reader, tee):
+    assert_error(reader.get(f"{VARIANTS}tee-m/", HTTP_ACCEPT="text/csv"), 406, "not_acceptable")
 
 
 def test_variant_retrieve_unknown_is_404(reader, tee):

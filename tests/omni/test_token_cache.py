@@ -151,7 +151,7 @@ def test_the_cache_keeps_the_token_hash_not_the_token(sku, other):
     entries = other(lambda: dict(token_cache.usable_cache(connection).entries))
 
     assert list(entries) == [client.token_hash]
-    assert not any(token in str(value) for value in entries[client.token_hash])
+    assert not any(token in str(value) for value in entries[client.token_hash].values)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -332,8 +332,8 @@ def test_the_migration_can_be_reversed(db):
 # --- The cache on its own ---------------------------------------------------------------------
 
 
-def row(client_id: int) -> tuple:
-    return (client_id, "c", None, "read", True, "p", "h", timezone.now())
+def unsaved(client_id: int) -> ApiClient:
+    return ApiClient(id=client_id, name=f"c{client_id}", last_used_at=timezone.now())
 
 
 def fake_raw(*notes):
@@ -343,7 +343,7 @@ def fake_raw(*notes):
 def test_notifications_drop_the_clients_they_name_and_leave_other_channels_alone():
     cache = token_cache.ConnectionCache(fake_raw())
     for client_id in (1, 2, 3):
-        cache.store(f"key{client_id}", row(client_id))
+        cache.store(f"key{client_id}", unsaved(client_id))
     other_channel = Notify(1, "elsewhere", "2")
     cache.raw.notifies += [Notify(1, token_cache.CHANNEL, "2"), other_channel]
 
@@ -358,7 +358,7 @@ def test_notifications_drop_the_clients_they_name_and_leave_other_channels_alone
 
 def test_an_unexpected_payload_clears_the_cache():
     cache = token_cache.ConnectionCache(fake_raw(Notify(1, token_cache.CHANNEL, "??")))
-    cache.store("key1", row(1))
+    cache.store("key1", unsaved(1))
     cache.drain()
     assert cache.entries == {}
 
@@ -367,8 +367,8 @@ def test_a_full_cache_forgets_its_oldest_entry(monkeypatch):
     monkeypatch.setattr(token_cache, "MAX_ENTRIES", 3)
     cache = token_cache.ConnectionCache(fake_raw())
     for client_id in (1, 2, 3, 4):
-        cache.store(f"key{client_id}", row(client_id))
-    cache.store("key3", row(3))
+        cache.store(f"key{client_id}", unsaved(client_id))
+    cache.store("key3", unsaved(3))
 
     assert list(cache.entries) == ["key2", "key3", "key4"]
 
