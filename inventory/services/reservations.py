@@ -36,6 +36,8 @@ from .common import (
     write_moves,
 )
 
+REFERENCE_MAX = Reservation._meta.get_field("reference").max_length
+
 
 @dataclass
 class ReserveLine:
@@ -121,6 +123,19 @@ def stock_reserve(
     ``insufficient_stock``, saying for each short line how much is available.
     """
     reference = (reference or "").strip()
+    too_long = [
+        (field, value)
+        for field, value in [("reference", reference)]
+        + [("line_reference", line.line_reference or "") for line in lines]
+        if len(value) > REFERENCE_MAX
+    ]
+    if too_long:
+        field, value = too_long[0]
+        raise ValidationFailed(
+            f"A {field.replace('_', ' ')} has at most {REFERENCE_MAX} characters; "
+            f"{value[:20]}… has {len(value)}.",
+            extra={field: [f"At most {REFERENCE_MAX} characters."]},
+        )
     if not reference:
         raise ValidationFailed(
             "A reservation needs a reference.", extra={"reference": ["Required."]}

@@ -122,7 +122,15 @@ def stock_adjust(
             f"{location.code} would hold {row.on_hand + quantity} of {variant.sku} but "
             f"{row.reserved} are reserved there; release or move reservations first.",
             code="below_reserved",
-            extra={"quantity": [f"At least {row.reserved - row.on_hand} (reserved units)."]},
+            extra={
+                "quantity": [
+                    f"Remove at most {row.on_hand - row.reserved}: {row.reserved} of the "
+                    f"{row.on_hand} units there are reserved."
+                    if row.on_hand > row.reserved
+                    else f"Add at least {row.reserved - row.on_hand}: all {row.on_hand} units "
+                    f"there are reserved ({row.reserved})."
+                ]
+            },
         )
     return _single(
         location=location,

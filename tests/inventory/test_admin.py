@@ -528,8 +528,8 @@ def test_refused_adjustment_shows_the_error_and_changes_nothing(staff, stocked):
         (
             "error",
             "Nothing changed. north / TEE-M: north would hold 2 of TEE-M but 3 are reserved "
-            "there; release or move reservations first. (quantity: At least -1 (reserved "
-            "units).)",
+            "there; release or move reservations first. (quantity: Remove at most 1: 3 of the "
+            "4 units there are reserved.)",
         )
     ]
     # All or nothing: the warehouse row, adjusted first, is back as it was.

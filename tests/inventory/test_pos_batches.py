@@ -433,7 +433,7 @@ def test_an_adjustment_needs_a_reason_and_may_not_go_below_reserved(store, varia
         stock_adjust(location=store, variant=variant, quantity=-2, reason="Broken")
     assert (exc.value.code, exc.value.extra) == (
         "below_reserved",
-        {"quantity": ["At least -1 (reserved units)."]},
+        {"quantity": ["Remove at most 1: 2 of the 3 units there are reserved."]},
     )
 
     movement = stock_adjust(location=store, variant=variant, quantity=-1, reason="Broken")

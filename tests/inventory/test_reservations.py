@@ -510,3 +510,26 @@ def test_unknown_kind_is_refused(stores, variant, web):
         reserve(web, (variant, 1), kind="wishlist")
 
     assert exc.value.extra == {"kind": ["Invalid."]}
+
+
+def test_a_reference_longer_than_the_column_is_refused_and_nothing_is_held(
+    stores, variant, web, receive
+):
+    warehouse, _north, _south = stores
+    receive(warehouse, variant, 5)
+
+    with pytest.raises(ValidationFailed) as exc:
+        stock_reserve(
+            channel=web, lines=[ReserveLine(variant=variant, quantity=1)], reference="R" * 121
+        )
+    assert exc.value.extra == {"reference": ["At most 120 characters."]}
+
+    with pytest.raises(ValidationFailed) as exc:
+        stock_reserve(
+            channel=web,
+            lines=[ReserveLine(variant=variant, quantity=1, line_reference="L" * 121)],
+            reference="O-1",
+        )
+    assert exc.value.extra == {"line_reference": ["At most 120 characters."]}
+    assert level(warehouse, variant) == (5, 0)
+    assert not Reservation.objects.exists()
