@@ -62,6 +62,7 @@ from inventory.services import (
     stock_count_cancel,
     stock_count_request,
     stock_count_submit,
+    stock_level_set_safety_stock,
     stock_receive,
     stock_reconcile,
     stock_release,
@@ -400,14 +401,11 @@ class StockLevelAdmin(BigTableMixin, ExactSearchMixin, ServiceActionsMixin, admi
         return obj.location.safety_stock
 
     def save_model(self, request, obj, form, change):
-        # Only the safety stock is editable; on_hand and reserved are left to the services
-        # (which move them with F() expressions, so this update never overwrites them).
-        obj.save(update_fields=["safety_stock", "updated_at"])
-        result = availability_refresh(variant_ids=[obj.variant_id])
+        # Only the safety stock is editable; on_hand and reserved are left to the services.
+        stock_level_set_safety_stock(stock_level=obj, safety_stock=obj.safety_stock)
         self.message_user(
             request,
-            f"Channel availability of {obj.variant.sku} recomputed "
-            f"({plural(result.rows_written, 'row')} changed).",
+            f"Safety stock saved; the channel availability of {obj.variant.sku} follows.",
             messages.INFO,
         )
 

@@ -1,15 +1,11 @@
 """Inventory reads that several callers need (API, admin, store pages, campaigns)."""
 
-from django.db.models import Exists, F, FilteredRelation, OuterRef, Q, Subquery
+from django.db.models import Exists, F, FilteredRelation, Q, Subquery
 from django.db.models.functions import Coalesce, Greatest
 
 from catalog.models import Variant
 from inventory.models import (
-    ChannelAvailability,
     Location,
-    Reservation,
-    ReservationStatus,
-    StockCount,
     StockLevel,
     Transfer,
     TransferStatus,
@@ -159,35 +155,10 @@ def stock_for_variant(variant: Variant) -> list[dict]:
     return result
 
 
-def channel_availability_rows(channel: Channel):
-    return ChannelAvailability.objects.filter(channel=channel).select_related("variant")
-
-
-def open_count_requests(location: Location):
-    return StockCount.objects.filter(location=location, status="requested")
-
-
 def transfers_to_receive(location: Location):
     return (
         Transfer.objects.filter(to_location=location, status=TransferStatus.SHIPPED)
         .select_related("from_location")
         .prefetch_related("lines__variant")
         .order_by("shipped_at")
-    )
-
-
-def reservations_at_risk():
-    return (
-        Reservation.objects.filter(status=ReservationStatus.ACTIVE, needs_attention=True)
-        .select_related("location", "variant", "channel")
-        .order_by("pk")
-    )
-
-
-def locations_feeding(channel: Channel):
-    return Location.objects.filter(
-        Exists(
-            channel.stock_rules.filter(location=OuterRef("pk")),
-        ),
-        is_active=True,
     )

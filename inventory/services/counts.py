@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Count, F, IntegerField, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import F, IntegerField, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -479,13 +479,3 @@ def _resolve(discrepancy: Discrepancy, status: str, actor) -> Discrepancy:
     discrepancy.save(update_fields=["status", "resolved_by", "resolved_at", "movement"])
     after_commit_refresh([discrepancy.variant_id])
     return discrepancy
-
-
-def count_differences_by_location() -> dict[int, int]:
-    """Pending discrepancies per location (for dashboards)."""
-    return dict(
-        Discrepancy.objects.filter(status=DiscrepancyStatus.PENDING)
-        .values("location_id")
-        .annotate(n=Count("id"))
-        .values_list("location_id", "n")
-    )

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -383,7 +383,6 @@ def reservations_resource(*, variant_ids) -> ResourceResult:
     now = timezone.now()
     deltas = defaultdict(lambda: {"reserved": 0})
     new_reservations, events = [], []
-    flagged_ids = []
     for (location_id, variant_id), row in sorted(rows.items(), key=lambda item: item[1].pk):
         shortfall = row.reserved - max(row.on_hand, 0)
         if shortfall <= 0:
@@ -466,7 +465,6 @@ def reservations_resource(*, variant_ids) -> ResourceResult:
             reservation.attention_reason = reason
             reservation.updated_at = now
             reservation.save(update_fields=["needs_attention", "attention_reason", "updated_at"])
-            flagged_ids.append(reservation.pk)
             events.append(_event("inventory.reservation_at_risk", reservation, short))
             result.flagged += 1
     bulk_increment(deltas)
@@ -500,9 +498,3 @@ def _event(type_, reservation, quantity) -> dict:
             "quantity": quantity,
         },
     }
-
-
-def reservations_needing_attention():
-    return Reservation.objects.filter(
-        Q(status=ReservationStatus.ACTIVE) & Q(needs_attention=True)
-    ).select_related("location", "variant", "channel")

@@ -197,6 +197,23 @@ def stock_return(
     )
 
 
+@transaction.atomic
+def stock_level_set_safety_stock(*, stock_level: StockLevel, safety_stock) -> StockLevel:
+    """Keep ``safety_stock`` units of this item back at this location (None: the location's
+    default). Only that field is written, so counters moved meanwhile are kept; the item's
+    channel availability follows after commit."""
+    valid = isinstance(safety_stock, int) and not isinstance(safety_stock, bool)
+    if safety_stock is not None and not (valid and safety_stock >= 0):
+        raise ValidationFailed(
+            "Safety stock is a whole number, 0 or more (empty: the location's default).",
+            extra={"safety_stock": ["A whole number, 0 or more."]},
+        )
+    stock_level.safety_stock = safety_stock
+    stock_level.save(update_fields=["safety_stock", "updated_at"])
+    after_commit_refresh([stock_level.variant_id])
+    return stock_level
+
+
 def stock_count_request(*, location: Location, reason: str, actor=None) -> StockCount:
     """Ask a location for a count (one open request per location; a second adds nothing)."""
     now = timezone.now()

@@ -447,9 +447,10 @@ def test_stock_level_form_edits_only_the_safety_stock(
     row.refresh_from_db()
     assert (row.on_hand, row.reserved, row.safety_stock) == (3, 0, 2)
     assert ChannelAvailability.objects.get(variant=stocked["cap"], channel=web).quantity == 1
-    assert ("info", "Channel availability of CAP-1 recomputed (1 row changed).") in messages_of(
-        response
-    )
+    assert (
+        "info",
+        "Safety stock saved; the channel availability of CAP-1 follows.",
+    ) in messages_of(response)
 
 
 # --- Adjust and receive -----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from inventory.services import (
     ReserveLine,
     reservations_expire,
     stock_consume,
+    stock_level_set_safety_stock,
     stock_release,
     stock_reserve,
 )
@@ -533,3 +534,26 @@ def test_a_reference_longer_than_the_column_is_refused_and_nothing_is_held(
     assert exc.value.extra == {"line_reference": ["At most 120 characters."]}
     assert level(warehouse, variant) == (5, 0)
     assert not Reservation.objects.exists()
+
+
+def test_safety_stock_of_a_row_is_set_through_its_service_and_checked(
+    stores, variant, web, receive, django_capture_on_commit_callbacks
+):
+    warehouse, _north, _south = stores
+    receive(warehouse, variant, 5)
+    row = StockLevel.objects.get(location=warehouse, variant=variant)
+
+    with pytest.raises(ValidationFailed) as exc:
+        stock_level_set_safety_stock(stock_level=row, safety_stock=-1)
+    assert exc.value.extra == {"safety_stock": ["A whole number, 0 or more."]}
+    row.refresh_from_db()
+    assert row.safety_stock is None
+
+    with django_capture_on_commit_callbacks(execute=True):
+        stock_level_set_safety_stock(stock_level=row, safety_stock=4)
+    with pytest.raises(InsufficientStock) as exc:
+        reserve(web, (variant, 2))
+    assert exc.value.extra["lines"] == [
+        {"index": 0, "sku": variant.sku, "requested": 2, "available": 1}
+    ]
+    assert ChannelAvailability.objects.get(variant=variant, channel=web).quantity == 1
