@@ -34,7 +34,6 @@ MAX_TRANSFER_LINES = 1_000
 MAX_RESERVATION_LINES = 500
 AVAILABILITY_STATES = ("in_stock", "low_stock", "out_of_stock")
 CLIENT_RESERVATION_KINDS = (ReservationKind.ORDER_LINE, ReservationKind.CHECKOUT_HOLD)
-TRANSFER_REFERENCE_PREFIX = "transfer:"
 
 
 def _one_of(values) -> str:
@@ -347,15 +346,6 @@ class TransferOutputSerializer(serializers.Serializer):
 # --- Reservations -----------------------------------------------------------------------------
 
 
-def _not_a_transfer_reference(value: str) -> str:
-    if value.startswith(TRANSFER_REFERENCE_PREFIX):
-        raise serializers.ValidationError(
-            f"References starting with {TRANSFER_REFERENCE_PREFIX!r} belong to transfers; "
-            "use the transfer endpoints."
-        )
-    return value
-
-
 class ReservationLineInputSerializer(serializers.Serializer):
     sku = serializers.CharField(max_length=64)
     quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY)
@@ -384,7 +374,6 @@ class ReservationInputSerializer(serializers.Serializer):
     channel = serializers.CharField(max_length=40, help_text="Sales channel code.")
     reference = serializers.CharField(
         max_length=120,
-        validators=[_not_a_transfer_reference],
         help_text="Your order or checkout id.",
     )
     kind = StringChoiceField(CLIENT_RESERVATION_KINDS, default=ReservationKind.ORDER_LINE)
@@ -406,7 +395,7 @@ class ReservationInputSerializer(serializers.Serializer):
 
 
 class ReservationReferenceInputSerializer(serializers.Serializer):
-    reference = serializers.CharField(max_length=120, validators=[_not_a_transfer_reference])
+    reference = serializers.CharField(max_length=120)
     line_reference = serializers.CharField(
         max_length=120,
         required=False,

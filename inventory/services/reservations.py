@@ -37,6 +37,17 @@ from .common import (
 )
 
 REFERENCE_MAX = Reservation._meta.get_field("reference").max_length
+TRANSFER_REFERENCE_PREFIX = "transfer:"
+
+
+def refuse_transfer_reference(reference: str | None) -> None:
+    """Stock held for a transfer moves only with the transfer (ship, receive, cancel)."""
+    if reference and reference.startswith(TRANSFER_REFERENCE_PREFIX):
+        message = (
+            f"References starting with {TRANSFER_REFERENCE_PREFIX!r} belong to transfers; "
+            "use the transfer endpoints."
+        )
+        raise ValidationFailed(message, extra={"reference": [message]})
 
 
 @dataclass
@@ -142,6 +153,8 @@ def stock_reserve(
         )
     if not lines:
         raise ValidationFailed("Nothing to reserve.", extra={"lines": ["At least one line."]})
+    if kind != ReservationKind.TRANSFER:
+        refuse_transfer_reference(reference)
     if kind not in ReservationKind.values:
         raise ValidationFailed(f"Unknown reservation kind {kind!r}.", extra={"kind": ["Invalid."]})
     if channel is not None:
@@ -291,6 +304,7 @@ def stock_release(
         raise ValidationFailed(
             "Say which reservations to release.", extra={"reference": ["Required."]}
         )
+    refuse_transfer_reference(reference)
     locked = _lock_reservations(_active(reference, line_reference, reservations))
     _close(locked, ReservationStatus.RELEASED, now=timezone.now())
     return sum(r.quantity for r in locked)
@@ -308,6 +322,7 @@ def stock_consume(
 ) -> list:
     """Fulfil held stock: the goods leave (a sale, or a transfer out), ``on_hand`` and
     ``reserved`` both drop, and the ledger records it. Returns the movements written."""
+    refuse_transfer_reference(reference)
     locked = _lock_reservations(_active(reference, line_reference, reservations))
     if not locked:
         raise ValidationFailed(

@@ -26,13 +26,18 @@ from .common import (
     stock_level_lock,
     write_moves,
 )
-from .reservations import ReserveLine, stock_release, stock_reserve
+from .reservations import (
+    TRANSFER_REFERENCE_PREFIX,
+    ReserveLine,
+    stock_release,
+    stock_reserve,
+)
 
 SOURCE = "transfers"
 
 
 def _reference(transfer: Transfer) -> str:
-    return f"transfer:{transfer.number}"
+    return f"{TRANSFER_REFERENCE_PREFIX}{transfer.number}"
 
 
 def _lines(lines) -> list[tuple]:
@@ -250,7 +255,11 @@ def transfer_receive(*, transfer: Transfer, quantities: dict | None = None, acto
 def transfer_cancel(*, transfer: Transfer, actor=None) -> Transfer:
     """A transfer not shipped yet is called off; the stock held at the source is released."""
     transfer = _lock(transfer, TransferStatus.REQUESTED)
-    stock_release(reference=_reference(transfer))
+    stock_release(
+        reservations=Reservation.objects.filter(
+            reference=_reference(transfer), status=ReservationStatus.ACTIVE
+        )
+    )
     transfer.status = TransferStatus.CANCELLED
     transfer.save(update_fields=["status"])
     outbox_emit(

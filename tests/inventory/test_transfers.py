@@ -6,6 +6,7 @@ from inventory.models import Reservation, StockLevel, StockMovement, Transfer, T
 from inventory.selectors import stock_for_variant, transfers_to_receive
 from inventory.services import (
     in_transit,
+    stock_consume,
     stock_release,
     transfer_cancel,
     transfer_receive,
@@ -241,8 +242,23 @@ def test_bad_ship_quantities_change_nothing(requested):
     assert state() == before
 
 
+def test_a_transfer_hold_is_not_released_or_consumed_by_its_reference(requested):
+    before = state()
+    for service in (stock_release, stock_consume):
+        with pytest.raises(ValidationFailed) as exc:
+            service(reference=f"transfer:{requested.number}")
+        assert exc.value.extra == {
+            "reference": [
+                "References starting with 'transfer:' belong to transfers; "
+                "use the transfer endpoints."
+            ]
+        }
+    assert state() == before
+
+
 def test_shipping_when_the_held_stock_changed_is_a_conflict(requested):
-    stock_release(reference=f"transfer:{requested.number}")
+    # Something released the hold behind the transfer's back (by the reservations themselves).
+    stock_release(reservations=Reservation.objects.filter(reference=f"transfer:{requested.number}"))
     before = state()
 
     with pytest.raises(Conflict) as exc:
