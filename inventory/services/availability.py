@@ -113,12 +113,13 @@ def _refresh_batch(variant_ids: list[int], channels: dict, now) -> RefreshResult
     # Serialise refreshes of the same variants: a refresh reads stock after taking the lock, so
     # the last one to write saw every change committed before it (no stale overwrite).
     # FOR NO KEY UPDATE does not block inserts that reference the variant (the ledger).
-    locked = list(
+    skus = dict(
         Variant.objects.select_for_update(no_key=True)
         .filter(pk__in=variant_ids)
         .order_by("pk")
-        .values_list("pk", flat=True)
+        .values_list("pk", "sku")
     )
+    locked = list(skus)
     sellable = sellable_by_channel(locked, list(channels))
     existing = {
         (row.variant_id, row.channel_id): row
@@ -126,7 +127,6 @@ def _refresh_batch(variant_ids: list[int], channels: dict, now) -> RefreshResult
             variant_id__in=locked, channel_id__in=list(channels)
         )
     }
-    skus = dict(Variant.objects.filter(pk__in=locked).values_list("pk", "sku"))
     writes, events = [], []
     for variant_id in locked:
         for channel_id, (code, policy) in channels.items():

@@ -58,9 +58,11 @@ class ReserveLine:
     line_reference: str = ""
 
 
-def _sellable(row: StockLevel, location: Location) -> int:
+def _sellable(row: StockLevel, location: Location, pending: int = 0) -> int:
+    """What ``row`` may still hold for someone: on hand - reserved (- ``pending``, reserved in
+    this transaction but not written yet) - safety stock, never below zero."""
     safety = row.safety_stock if row.safety_stock is not None else location.safety_stock
-    return max(0, row.on_hand - row.reserved - safety)
+    return max(0, row.on_hand - row.reserved - pending - safety)
 
 
 def _distance_km(a, b) -> float:
@@ -495,9 +497,7 @@ def _free(rows, locations, location, variant_id, deltas) -> int:
     row = rows.get((location.pk, variant_id))
     if row is None:
         return 0
-    pending = deltas[row.pk]["reserved"] if row.pk in deltas else 0
-    safety = row.safety_stock if row.safety_stock is not None else location.safety_stock
-    return max(0, row.on_hand - row.reserved - pending - safety)
+    return _sellable(row, location, deltas[row.pk]["reserved"] if row.pk in deltas else 0)
 
 
 def _event(type_, reservation, quantity) -> dict:
