@@ -214,6 +214,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 OMNI_DEFAULT_CURRENCY = env.str("OMNI_DEFAULT_CURRENCY", default="EUR")
+# Phone numbers written without a country code are read as numbers of this country.
+OMNI_PHONE_REGION = env.str("OMNI_PHONE_REGION", default="FR")
 
 LOGGING = {
     "version": 1,

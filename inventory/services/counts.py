@@ -28,6 +28,7 @@ from inventory.models import (
     StockMovement,
 )
 from omni.exceptions import Conflict, ValidationFailed
+from omni.formats import parse_past_time
 from omni.services import outbox_emit
 
 from .availability import availability_refresh
@@ -39,7 +40,6 @@ from .common import (
     write_moves,
 )
 from .reservations import broken_pairs, reservations_expire, reservations_resource
-from .stock import _parse_time
 
 RECONCILE_SOURCE = "reconcile"
 DRIFT_BATCH = 50_000
@@ -60,7 +60,7 @@ def stock_count_submit(
     "variant", "quantity"}``. Fills the location's open count request if there is one.
     Reconciliation compares it with the ledger later."""
     now = timezone.now()
-    moment, error = _parse_time(counted_at, now)
+    moment, error = parse_past_time(counted_at, now)
     if error or counted_at in (None, ""):
         raise ValidationFailed(
             f"When was it counted? {error or 'Required.'}",

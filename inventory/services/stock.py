@@ -3,11 +3,9 @@
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from catalog.models import Variant
 from catalog.validators import normalize_sku
@@ -21,6 +19,7 @@ from inventory.models import (
     StockMovement,
 )
 from omni.exceptions import Conflict, ValidationFailed
+from omni.formats import parse_past_time
 from omni.models import Channel
 
 from .common import (
@@ -41,7 +40,6 @@ BATCH_KINDS = (
     MovementKind.RECEIPT,
     MovementKind.ADJUSTMENT,
 )
-FUTURE_SLACK = timedelta(minutes=5)
 
 
 def _reason(reason: str) -> str:
@@ -275,22 +273,6 @@ def batch_fingerprint(movements) -> str:
     return hashlib.sha256(json.dumps(movements, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _parse_time(value, now):
-    if value in (None, ""):
-        return now, None
-    try:
-        moment = value if isinstance(value, datetime) else parse_datetime(str(value))
-    except ValueError:  # well formed but impossible, such as 2026-02-30
-        moment = None
-    if moment is None:
-        return None, "Not an ISO 8601 date and time."
-    if timezone.is_naive(moment):
-        return None, "Give a time zone (e.g. 2026-11-22T10:00:00+01:00 or ...Z)."
-    if moment > now + FUTURE_SLACK:
-        return None, "Lies in the future."
-    return moment, None
-
-
 def _validate_batch(movements, default_location: Location | None, now):
     """Every movement checked at once; returns the moves or raises with errors by index."""
     if not isinstance(movements, list) or not movements:
@@ -348,7 +330,7 @@ def _validate_batch(movements, default_location: Location | None, now):
             problems["quantity"] = ["At least 1 (the kind says the direction)."]
         if kind == MovementKind.ADJUSTMENT and not str(raw.get("reason") or "").strip():
             problems["reason"] = ["Required for an adjustment."]
-        occurred_at, time_error = _parse_time(raw.get("occurred_at"), now)
+        occurred_at, time_error = parse_past_time(raw.get("occurred_at"), now)
         if time_error:
             problems["occurred_at"] = [time_error]
         reference = str(raw.get("reference") or "")

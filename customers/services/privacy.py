@@ -1,0 +1,115 @@
+"""Export and erase a customer's data on request; each is recorded as a ``PrivacyRequest``.
+
+Both walk every foreign key to ``Customer`` (as merges do), so data later apps attach is
+exported and erased too. A model decides how its rows leave with two optional classmethods:
+``export_customer_rows(customer)`` (default: the rows as they are) and
+``erase_customer_rows(customer)`` (default: delete them; orders keep their rows and blank the
+personal fields instead).
+"""
+
+import json
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+
+from customers.models import (
+    PROFILE_FIELDS,
+    Customer,
+    CustomerMerge,
+    PreferenceSource,
+    PrivacyRequest,
+    PrivacyRequestKind,
+)
+from omni.exceptions import Conflict
+from omni.services import outbox_emit
+
+from .common import customer_lock
+from .merge import customer_relations, customer_snapshot
+
+ERASED_NAME = "Erased"
+
+
+def _rows(model, fk, customer) -> list:
+    exporter = getattr(model, "export_customer_rows", None)
+    if exporter is not None:
+        return exporter(customer)
+    return list(model._base_manager.filter(**{fk.name: customer}).order_by("pk").values())
+
+
+def customer_export_data(customer: Customer) -> dict:
+    """Everything held about the customer, as JSON-ready data."""
+    data = {"customer": customer_snapshot(customer), "exported_at": timezone.now()}
+    for model, fk in customer_relations():
+        key = f"{model._meta.label_lower}" + ("" if fk.name == "customer" else f"__{fk.name}")
+        data[key] = _rows(model, fk, customer)
+    return json.loads(json.dumps(data, cls=DjangoJSONEncoder))
+
+
+@transaction.atomic
+def customer_export(*, customer: Customer, source: str, actor=None, reason: str = "") -> dict:
+    """The customer's data (see ``customer_export_data``), with the request recorded."""
+    data = customer_export_data(customer)
+    PrivacyRequest.objects.create(
+        customer_id_ref=customer.pk,
+        kind=PrivacyRequestKind.EXPORT,
+        reason=reason[:200],
+        summary={k: len(v) for k, v in data.items() if isinstance(v, list)},
+        source=source[:80],
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        created_at=timezone.now(),
+    )
+    return data
+
+
+@transaction.atomic
+def customer_erase(*, customer: Customer, source: str, actor=None, reason: str = "") -> dict:
+    """Remove the customer's personal data: identities, timeline, consents, conversations and
+    segments' view of her go; the profile row stays (anonymised) so that orders and stock
+    history keep their customer without personal data. Returns what was removed per model."""
+    locked = customer_lock([customer.pk])
+    if not locked:
+        raise Conflict(f"Customer {customer.pk} no longer exists (merged?).", code="customer_gone")
+    current = locked[0]
+    if current.erased_at is not None:
+        raise Conflict("This customer was erased already.", code="customer_erased")
+    summary = {}
+    for model, fk in customer_relations():
+        if model is CustomerMerge:
+            # The audit rows stay (the merge happened) without the personal data they copied.
+            count = CustomerMerge.objects.filter(survivor=current).update(
+                merged_snapshot={"erased": True}, field_changes={}
+            )
+        else:
+            eraser = getattr(model, "erase_customer_rows", None)
+            if eraser is not None:
+                count = eraser(current)
+            else:
+                count, _ = model._base_manager.filter(**{fk.name: current}).delete()
+        if count:
+            summary[model._meta.label] = count
+    for name in PROFILE_FIELDS:
+        field = Customer._meta.get_field(name)
+        setattr(current, field.attname, None if field.null else "")
+    current.first_name = ERASED_NAME
+    current.preferred_channel = None
+    current.preferred_channel_source = PreferenceSource.INFERRED
+    current.field_times = {}
+    current.erased_at = timezone.now()
+    current.save()
+    PrivacyRequest.objects.create(
+        customer_id_ref=current.pk,
+        kind=PrivacyRequestKind.ERASE,
+        reason=reason[:200],
+        summary=summary,
+        source=source[:80],
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        created_at=current.erased_at,
+    )
+    outbox_emit(
+        type="customer.erased",
+        subject_type="customer",
+        subject_id=current.pk,
+        payload={"customer": current.pk},
+    )
+    return summary

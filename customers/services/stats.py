@@ -1,0 +1,160 @@
+"""Profile statistics kept current by touchpoints: first and last seen, channels used, lifetime
+orders and revenue, and the preferred messaging channel inferred from use.
+
+The inferred channel is the messaging channel with the most use, counting a sales channel's
+touchpoints for the messaging channel that reaches people there: web shop and marketplace for
+email, the app for push, stores for SMS, social commerce for social messages. Ties go to the
+channel used last. A channel the customer chose herself is never overwritten.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from customers.models import Customer, CustomerChannelStat, PreferenceSource
+from omni.models import MESSAGING_KINDS, Channel, ChannelKind
+
+REACHED_BY = {
+    ChannelKind.WEB: ChannelKind.EMAIL,
+    ChannelKind.MARKETPLACE: ChannelKind.EMAIL,
+    ChannelKind.APP: ChannelKind.PUSH,
+    ChannelKind.STORE_POS: ChannelKind.SMS,
+    ChannelKind.SOCIAL: ChannelKind.SOCIAL_DM,
+}
+
+
+@dataclass(slots=True)
+class Usage:
+    """What a set of new touchpoints adds to one customer."""
+
+    first: datetime
+    last: datetime
+    purchases: int = 0
+    revenue: Decimal = Decimal(0)
+    last_purchase: datetime | None = None
+
+
+def _messaging_by_kind() -> dict[str, int]:
+    """The first active messaging channel of each kind (by code)."""
+    found = {}
+    for pk, kind in Channel.objects.messaging().active().order_by("code").values_list("pk", "kind"):
+        found.setdefault(kind, pk)
+    return found
+
+
+def preferred_channel_infer(*, customer_ids) -> int:
+    """Recompute the inferred preferred channel of these customers (those who chose one keep
+    it). Returns how many changed."""
+    customer_ids = list(customer_ids)
+    if not customer_ids:
+        return 0
+    kinds = dict(Channel.objects.values_list("pk", "kind"))
+    messaging = _messaging_by_kind()
+    scores: dict[int, dict[int, list]] = defaultdict(dict)
+    for customer_id, channel_id, count, last in CustomerChannelStat.objects.filter(
+        customer_id__in=customer_ids
+    ).values_list("customer_id", "channel_id", "touchpoints", "last_seen_at"):
+        kind = kinds.get(channel_id)
+        target = channel_id if kind in MESSAGING_KINDS else messaging.get(REACHED_BY.get(kind))
+        if target is None:
+            continue
+        entry = scores[customer_id].setdefault(target, [0, last])
+        entry[0] += count
+        entry[1] = max(entry[1], last)
+    changed = []
+    for customer in Customer.objects.filter(
+        pk__in=customer_ids, preferred_channel_source=PreferenceSource.INFERRED
+    ).only("pk", "preferred_channel_id"):
+        options = scores.get(customer.pk)
+        best = max(options.items(), key=lambda kv: (kv[1][0], kv[1][1]))[0] if options else None
+        if best != customer.preferred_channel_id:
+            customer.preferred_channel_id = best
+            changed.append(customer)
+    Customer.objects.bulk_update(changed, ["preferred_channel"], batch_size=1000)
+    return len(changed)
+
+
+def channel_stats_merge(*, survivor: Customer, merged: Customer) -> int:
+    """Fold the merged customer's channel rollups into the survivor's."""
+    mine = {s.channel_id: s for s in CustomerChannelStat.objects.filter(customer=survivor)}
+    moved = 0
+    for stat in CustomerChannelStat.objects.filter(customer=merged):
+        moved += 1
+        own = mine.get(stat.channel_id)
+        if own is None:
+            stat.customer = survivor
+            stat.save(update_fields=["customer"])
+            continue
+        own.touchpoints += stat.touchpoints
+        own.first_seen_at = min(own.first_seen_at, stat.first_seen_at)
+        own.last_seen_at = max(own.last_seen_at, stat.last_seen_at)
+        own.save(update_fields=["touchpoints", "first_seen_at", "last_seen_at"])
+        stat.delete()
+    return moved
+
+
+def stats_apply(*, usage: dict[int, Usage], channel_usage: dict[tuple[int, int], list]) -> None:
+    """Add new touchpoints to the rollups. ``usage`` is per customer; ``channel_usage`` maps
+    ``(customer, channel)`` to ``[count, first, last]``. The customers must be locked."""
+    if not usage:
+        return
+    existing = {
+        (s.customer_id, s.channel_id): s
+        for s in CustomerChannelStat.objects.filter(customer_id__in=list(usage))
+    }
+    new_rows, changed_rows = [], []
+    for (customer_id, channel_id), (count, first, last) in channel_usage.items():
+        row = existing.get((customer_id, channel_id))
+        if row is None:
+            new_rows.append(
+                CustomerChannelStat(
+                    customer_id=customer_id,
+                    channel_id=channel_id,
+                    touchpoints=count,
+                    first_seen_at=first,
+                    last_seen_at=last,
+                )
+            )
+        else:
+            row.touchpoints += count
+            row.first_seen_at = min(row.first_seen_at, first)
+            row.last_seen_at = max(row.last_seen_at, last)
+            changed_rows.append(row)
+    CustomerChannelStat.objects.bulk_create(new_rows, batch_size=2000)
+    CustomerChannelStat.objects.bulk_update(
+        changed_rows, ["touchpoints", "first_seen_at", "last_seen_at"], batch_size=1000
+    )
+    customers = list(
+        Customer.objects.filter(pk__in=list(usage)).only(
+            "pk",
+            "first_seen_at",
+            "last_seen_at",
+            "last_purchase_at",
+            "lifetime_orders",
+            "lifetime_revenue",
+        )
+    )
+    for customer in customers:
+        add = usage[customer.pk]
+        customer.first_seen_at = min(filter(None, (customer.first_seen_at, add.first)))
+        customer.last_seen_at = max(filter(None, (customer.last_seen_at, add.last)))
+        if add.last_purchase is not None:
+            customer.last_purchase_at = max(
+                filter(None, (customer.last_purchase_at, add.last_purchase))
+            )
+        customer.lifetime_orders += add.purchases
+        customer.lifetime_revenue = Decimal(customer.lifetime_revenue) + add.revenue
+    Customer.objects.bulk_update(
+        customers,
+        [
+            "first_seen_at",
+            "last_seen_at",
+            "last_purchase_at",
+            "lifetime_orders",
+            "lifetime_revenue",
+        ],
+        batch_size=1000,
+    )
+    if new_rows or changed_rows:
+        preferred_channel_infer(customer_ids=list(usage))

@@ -1,0 +1,291 @@
+"""Touchpoints: the events of every channel on one timeline per customer.
+
+``touchpoints_ingest`` takes a batch of up to 1,000 events from an integrator, each with its
+own ``event_id`` (unique per sender, so a replay adds nothing) and the identifiers the channel
+knows the customer by. The whole batch is checked first and refused with every error by index
+if one event is wrong; otherwise identities are resolved for all events at once, the events are
+written in one insert, and the profile statistics move with them.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from django.db import transaction
+from django.utils import timezone
+
+from customers.identifiers import parse_identifiers
+from customers.models import Customer, Touchpoint, TouchpointKind
+from customers.models import TouchpointKind as Kind
+from inventory.models import Location
+from omni.exceptions import ValidationFailed
+from omni.formats import parse_past_time
+from omni.models import Channel
+
+from .common import customer_lock, identifiers_lock
+from .resolution import ResolveRequest, drop_blocked, identities_resolve
+from .stats import Usage, stats_apply
+
+MAX_EVENTS = 1000
+KINDS = frozenset(k.value for k in TouchpointKind)
+
+
+@dataclass(slots=True)
+class Event:
+    event_id: str
+    kind: str
+    channel_id: int
+    occurred_at: datetime
+    request: ResolveRequest
+    location_id: int | None = None
+    properties: dict = field(default_factory=dict)
+    amount: Decimal | None = None
+
+
+@dataclass
+class IngestResult:
+    received: int
+    created: int
+    duplicates: int
+    customers: list = field(default_factory=list)  # per event: its customer id (None: duplicate)
+    new_customers: int = 0
+    merges: int = 0
+
+    @property
+    def as_dict(self) -> dict:
+        return {
+            "received": self.received,
+            "created": self.created,
+            "duplicates": self.duplicates,
+            "new_customers": self.new_customers,
+            "merges": self.merges,
+            "customers": self.customers,
+        }
+
+
+def _amount(properties: dict):
+    raw = properties.get("amount")
+    if raw is None:
+        return None, None
+    if isinstance(raw, bool):
+        return None, "properties.amount must be a number."
+    try:
+        amount = Decimal(str(raw))
+    except InvalidOperation:
+        return None, "properties.amount must be a number."
+    if not amount.is_finite() or amount < 0 or amount >= Decimal("1e12"):
+        return None, "properties.amount must be a positive number below 10^12."
+    return amount.quantize(Decimal("0.01")), None
+
+
+def _validate(events, now) -> list[Event]:
+    if not isinstance(events, list) or not events:
+        raise ValidationFailed(
+            "A batch needs at least one event.", extra={"events": ["At least one event."]}
+        )
+    if len(events) > MAX_EVENTS:
+        raise ValidationFailed(
+            f"A batch holds at most {MAX_EVENTS:,} events; this one has {len(events):,}.",
+            code="batch_too_large",
+            extra={"events": [f"At most {MAX_EVENTS}."]},
+        )
+    channel_codes = {str(e.get("channel")) for e in events if isinstance(e, dict)}
+    channels = {
+        code: (pk, active)
+        for code, pk, active in Channel.objects.filter(code__in=channel_codes).values_list(
+            "code", "pk", "is_active"
+        )
+    }
+    location_codes = {
+        str(e["location"]) for e in events if isinstance(e, dict) and e.get("location")
+    }
+    locations = dict(Location.objects.filter(code__in=location_codes).values_list("code", "pk"))
+    errors, parsed, seen = {}, [], {}
+    for index, raw in enumerate(events):
+        if not isinstance(raw, dict):
+            errors[str(index)] = {"event": ["Must be an object."]}
+            continue
+        problems = {}
+        event_id = raw.get("event_id")
+        event_id = str(event_id).strip() if isinstance(event_id, str | int) else ""
+        if not event_id:
+            problems["event_id"] = ["Required: your id of this event."]
+        elif len(event_id) > 100:
+            problems["event_id"] = ["At most 100 characters."]
+        elif event_id in seen:
+            problems["event_id"] = [f"Repeats event {seen[event_id]} of this batch."]
+        else:
+            seen[event_id] = index
+        kind = raw.get("kind")
+        if kind not in KINDS:
+            problems["kind"] = [f"Unknown kind {kind!r}; one of: {', '.join(sorted(KINDS))}."]
+        code = raw.get("channel")
+        channel = channels.get(str(code)) if code else None
+        if channel is None:
+            problems["channel"] = [f"Unknown channel {code}." if code else "Required."]
+        elif not channel[1]:
+            problems["channel"] = [f"Channel {code} is inactive."]
+        occurred_at, time_error = parse_past_time(raw.get("occurred_at"), now)
+        if time_error:
+            problems["occurred_at"] = [time_error]
+        location_id = None
+        if raw.get("location"):
+            location_id = locations.get(str(raw["location"]))
+            if location_id is None:
+                problems["location"] = [f"Unknown location {raw['location']}."]
+        properties = raw.get("properties") or {}
+        amount = None
+        if not isinstance(properties, dict):
+            problems["properties"] = ["Must be an object."]
+        else:
+            amount, amount_error = _amount(properties)
+            if amount_error:
+                problems["properties"] = [amount_error]
+        customer_id = raw.get("customer")
+        if customer_id is not None and (
+            isinstance(customer_id, bool) or not isinstance(customer_id, int)
+        ):
+            problems["customer"] = ["A customer id (a whole number)."]
+            customer_id = None
+        identifiers, identifier_errors = [], {}
+        if raw.get("identifiers") is not None or customer_id is None:
+            identifiers, identifier_errors = parse_identifiers(raw.get("identifiers"))
+        problems.update(identifier_errors)
+        if problems:
+            errors[str(index)] = problems
+            continue
+        parsed.append(
+            Event(
+                event_id=event_id,
+                kind=kind,
+                channel_id=channel[0],
+                occurred_at=occurred_at,
+                request=ResolveRequest(identifiers, customer_id),
+                location_id=location_id,
+                properties=properties,
+                amount=amount,
+            )
+        )
+    if not errors:
+        requests, empty = drop_blocked([e.request for e in parsed])
+        for index in empty:
+            errors[str(index)] = {
+                "identifiers": ["Every identifier is blocked: nothing identifies the customer."]
+            }
+        for event, request in zip(parsed, requests, strict=True):
+            event.request = request
+    if errors:
+        raise ValidationFailed(
+            f"{len(errors)} of {len(events)} events are invalid; nothing was recorded.",
+            code="invalid_batch",
+            extra={"events": errors},
+        )
+    return parsed
+
+
+def _write(events: list[Event], customer_ids: list[int], source: str, now) -> int:
+    """Insert the touchpoints and move the statistics; the customers must be locked."""
+    Touchpoint.objects.bulk_create(
+        [
+            Touchpoint(
+                customer_id=customer_id,
+                channel_id=e.channel_id,
+                kind=e.kind,
+                occurred_at=e.occurred_at,
+                location_id=e.location_id,
+                properties=e.properties,
+                source=source,
+                event_id=e.event_id,
+                received_at=now,
+            )
+            for e, customer_id in zip(events, customer_ids, strict=True)
+        ],
+        batch_size=1000,
+        ignore_conflicts=True,
+    )
+    usage: dict[int, Usage] = {}
+    channel_usage: dict[tuple[int, int], list] = {}
+    for e, customer_id in zip(events, customer_ids, strict=True):
+        add = usage.get(customer_id)
+        if add is None:
+            add = usage[customer_id] = Usage(first=e.occurred_at, last=e.occurred_at)
+        else:
+            add.first = min(add.first, e.occurred_at)
+            add.last = max(add.last, e.occurred_at)
+        if e.kind == Kind.PURCHASE:
+            add.purchases += 1
+            add.revenue += e.amount or 0
+            add.last_purchase = max(filter(None, (add.last_purchase, e.occurred_at)))
+        entry = channel_usage.get((customer_id, e.channel_id))
+        if entry is None:
+            channel_usage[(customer_id, e.channel_id)] = [1, e.occurred_at, e.occurred_at]
+        else:
+            entry[0] += 1
+            entry[1] = min(entry[1], e.occurred_at)
+            entry[2] = max(entry[2], e.occurred_at)
+    stats_apply(usage=usage, channel_usage=channel_usage)
+    return len(events)
+
+
+def touchpoints_ingest(*, source: str, events: list, now: datetime | None = None) -> IngestResult:
+    """Record a batch of events (see the module); all or nothing."""
+    now = now or timezone.now()
+    parsed = _validate(events, now)
+    with transaction.atomic():
+        identifiers_lock(i.key for e in parsed for i in e.request.identifiers)
+        # Under the identifier locks a replay of the same events waits for the first and then
+        # finds its events here.
+        recorded = set(
+            Touchpoint.objects.filter(
+                source=source, event_id__in=[e.event_id for e in parsed]
+            ).values_list("event_id", flat=True)
+        )
+        fresh = [e for e in parsed if e.event_id not in recorded]
+        result = IngestResult(received=len(parsed), created=0, duplicates=len(recorded))
+        if not fresh:
+            result.customers = [None] * len(parsed)
+            return result
+        resolution = identities_resolve(
+            requests=[e.request for e in fresh], source=source, seen_at=now
+        )
+        result.created = _write(fresh, resolution.customer_ids, source, now)
+        result.new_customers = len(resolution.created)
+        result.merges = len(resolution.merges)
+        by_event = dict(zip((e.event_id for e in fresh), resolution.customer_ids, strict=True))
+        result.customers = [by_event.get(e.event_id) for e in parsed]
+    return result
+
+
+def touchpoint_record(
+    *,
+    customer: Customer,
+    channel: Channel,
+    kind: str,
+    source: str,
+    event_id: str,
+    occurred_at: datetime | None = None,
+    location=None,
+    properties: dict | None = None,
+) -> None:
+    """Put one event of a known customer on her timeline (used by other services: consent
+    changes, conversation messages, and later orders). A repeated ``event_id`` adds nothing."""
+    if kind not in KINDS:
+        raise ValueError(f"Unknown touchpoint kind {kind!r}")
+    now = timezone.now()
+    with transaction.atomic():
+        customer_lock([customer.pk])
+        if Touchpoint.objects.filter(source=source, event_id=event_id).exists():
+            return
+        properties = properties or {}
+        amount, _ = _amount(properties)
+        event = Event(
+            event_id=event_id,
+            kind=kind,
+            channel_id=channel.pk,
+            occurred_at=occurred_at or now,
+            request=ResolveRequest([], customer.pk),
+            location_id=location.pk if location is not None else None,
+            properties=properties,
+            amount=amount,
+        )
+        _write([event], [customer.pk], source, now)
