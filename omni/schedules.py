@@ -48,6 +48,12 @@ SCHEDULES = [
         description="Nightly: sales velocity, reorder points, purchase and transfer proposals.",
     ),
     Schedule(
+        name="Refresh segment counts",
+        task="customers.refresh_segments",
+        minute="10",
+        description="Hourly: count the members of every customer segment for the admin list.",
+    ),
+    Schedule(
         name="Purge expired idempotency keys",
         task="omni.purge_idempotency_keys",
         minute="15",

@@ -5,13 +5,14 @@ from django.db import transaction
 
 from catalog.demo import generate_catalog
 from catalog.models import Product
+from customers.demo import generate_customers
 from inventory.demo import generate_inventory
 from omni.models import Channel
 
 
 class Command(BaseCommand):
     help = (
-        "Load the demo catalog and inventory once (skipped when the catalog already has "
+        "Load the demo catalog, inventory and customers once (skipped when the catalog already has "
         "products; --force adds more products and stocks them)."
     )
 
@@ -52,11 +53,22 @@ class Command(BaseCommand):
             )
             started = time.monotonic()
             stock = generate_inventory(progress=progress)
+            inventory_seconds = time.monotonic() - started
+            started_customers = time.monotonic()
+            people = generate_customers(progress=progress)
         self.stdout.write(
             self.style.SUCCESS(
-                f"Demo inventory loaded in {time.monotonic() - started:.1f}s: "
+                f"Demo inventory loaded in {inventory_seconds:.1f}s: "
                 f"{stock['locations']} locations, {stock['stock_rows']} stock rows, "
                 f"{stock['movements']} ledger lines, {stock['pending_review']} count "
                 f"discrepancies waiting for review, {stock['suggestions']} reorder suggestions."
+            )
+        )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo customers loaded in {time.monotonic() - started_customers:.1f}s: "
+                f"{people['customers']} customers, {people['touchpoints']} touchpoints, "
+                f"{people['merges']} merged pair of profiles, consents, a conversation and "
+                "three segments."
             )
         )
