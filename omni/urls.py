@@ -8,6 +8,7 @@ urlpatterns = [
     # The integrator API first: it takes most of the traffic.
     path("api/v1/catalog/", include("catalog.api.urls")),
     path("api/v1/inventory/", include("inventory.api.urls")),
+    path("api/v1/customers/", include("customers.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("omni.api.urls")),
