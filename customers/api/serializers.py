@@ -222,6 +222,14 @@ class TimelineEventOutputSerializer(serializers.Serializer):
     event_id = serializers.CharField(help_text="The sender's id of the event.")
 
 
+class TimelinePageOutputSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="The next (older) page, or null.")
+    previous = serializers.URLField(
+        allow_null=True, help_text="The previous (newer) page, or null on the first page."
+    )
+    results = TimelineEventOutputSerializer(many=True)
+
+
 class TouchpointEventInputSerializer(serializers.Serializer):
     """One event of a batch (documentation only: the service checks the events set-based)."""
 

@@ -1,5 +1,6 @@
 from django.urls import re_path
 
+from customers.api.timeline import CustomerTimelineView
 from customers.api.views import (
     ConversationViewSet,
     CustomerPrivacyViewSet,
@@ -17,6 +18,12 @@ router.register("", CustomerPrivacyViewSet, basename="customer-privacy")
 router.register("", CustomerViewSet, basename="customer")
 
 urlpatterns = [
+    # The timeline first: the hot read.
+    re_path(
+        r"^(?P<id>[0-9]{1,18})/timeline/?$",
+        CustomerTimelineView.as_view(),
+        name="customer-timeline",
+    ),
     re_path(r"^touchpoints/batch/?$", TouchpointBatchView.as_view(), name="touchpoint-batch"),
     # The collection is the include's own path. DRF strips the "^/" an empty prefix's routes
     # start with, which would leave its "^/?$" as the invalid "^?$", so it is routed here.

@@ -6,7 +6,6 @@ services."""
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Prefetch, QuerySet
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
@@ -15,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from customers import selectors
-from customers.api.filters import ConversationFilter, CustomerFilter, TimelineFilter
+from customers.api.filters import ConversationFilter, CustomerFilter
 from customers.api.serializers import (
     MAX_IDENTIFIERS,
     ConversationDetailOutputSerializer,
@@ -37,7 +36,6 @@ from customers.api.serializers import (
     CustomerResolveInputSerializer,
     CustomerResolveOutputSerializer,
     SegmentOutputSerializer,
-    TimelineEventOutputSerializer,
     TouchpointBatchInputSerializer,
     TouchpointBatchOutputSerializer,
 )
@@ -52,7 +50,6 @@ from customers.models import (
     Identity,
     Segment,
     SegmentRule,
-    Touchpoint,
 )
 from customers.segments import segment_queryset
 from customers.services import (
@@ -71,11 +68,8 @@ from customers.services.resolution import survivor_of
 from omni.api.authentication import CachedTokenMixin
 from omni.api.errors import ErrorSerializer
 from omni.api.idempotency import IDEMPOTENCY_PARAMETER, IdempotentMixin
-from omni.api.pagination import ChangesCursorPagination
 from omni.api.permissions import IsStaffOrApiClient, request_client
-from omni.api.responses import rendered_now
 from omni.exceptions import NotFound, ValidationFailed
-from omni.formats import api_datetime
 from omni.models import Channel
 
 READ_ERRORS = {401: ErrorSerializer, 403: ErrorSerializer}
@@ -221,27 +215,6 @@ class IsStaffOrWriteClient(IsStaffOrApiClient):
         return True
 
 
-class TimelineCursorPagination(ChangesCursorPagination):
-    """A customer's events, newest first, paged stably while new ones arrive (``limit`` up to
-    the API's maximum page size). Pages of the API's default size: the timeline is a hot read."""
-
-    ordering = ("-occurred_at", "-id")
-    page_size = 50
-
-
-TIMELINE_VALUES = (
-    "id",
-    "kind",
-    "channel__code",
-    "location__code",
-    "occurred_at",
-    "properties",
-    "source",
-    "event_id",
-)
-TIMELINE_FILTERS = frozenset(("channel", "kind", "since", "until"))
-
-
 # --- Customers --------------------------------------------------------------------------------
 
 
@@ -252,8 +225,6 @@ class CustomerViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet
     lookup_value_regex = ID_REGEX
 
     def get_queryset(self):
-        if self.action == "timeline":  # what its filterset filters (and the schema reads)
-            return Touchpoint.objects.all()
         return with_profile(Customer.objects.order_by("-pk"))
 
     @extend_schema(
@@ -393,56 +364,6 @@ class CustomerViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet
                 "merged": [record.merged_customer_id for record in records],
             }
         )
-
-    @extend_schema(
-        summary="A customer's timeline",
-        description="Her touchpoints on every channel, newest first. Cursor-paginated: follow "
-        "`next` until it is null.",
-        parameters=[
-            OpenApiParameter("limit", OpenApiTypes.INT, description="Page size (max 500)."),
-            OpenApiParameter("cursor", OpenApiTypes.STR, description="Cursor from `next`."),
-        ],
-        responses={
-            200: TimelineEventOutputSerializer(many=True),
-            **LIST_ERRORS,
-            **CUSTOMER_NOT_FOUND,
-        },
-    )
-    @action(
-        detail=True,
-        methods=["get"],
-        pagination_class=TimelineCursorPagination,
-        filterset_class=TimelineFilter,
-    )
-    def timeline(self, request, pk=None):
-        # The hot read: one query for the page (values, channel and location codes joined),
-        # rendered without a serializer pass.
-        events = selectors.customer_timeline(int(pk))
-        if request.query_params and not TIMELINE_FILTERS.isdisjoint(request.query_params):
-            events = self.filter_queryset(events)
-        page = self.paginate_queryset(events.values(*TIMELINE_VALUES))
-        if not page and not Customer.objects.filter(pk=pk).exists():
-            raise customer_not_found(pk)
-        paginator = self.paginator
-        zone = timezone.get_current_timezone()
-        body = {
-            "next": paginator.get_next_link(),
-            "previous": paginator.get_previous_link(),
-            "results": [
-                {
-                    "id": row["id"],
-                    "kind": row["kind"],
-                    "channel": row["channel__code"],
-                    "location": row["location__code"],
-                    "occurred_at": api_datetime(row["occurred_at"], zone),
-                    "properties": row["properties"],
-                    "source": row["source"],
-                    "event_id": row["event_id"],
-                }
-                for row in page
-            ],
-        }
-        return rendered_now(self, request, body)
 
     def _consents(self, pk) -> dict:
         current = sorted(selectors.consent_current(pk).values(), key=lambda s: s.channel.code)

@@ -1,0 +1,237 @@
+"""A customer's timeline: the hot read of the customers API.
+
+Keyset pages over the timeline index ``(customer, occurred_at desc, id desc)``: a cursor holds
+the time and id of the row a page starts after (or, going back, before), so every page costs
+one index range scan however deep it is, and events that arrive meanwhile never shift a page.
+The default page (no filter, default size) runs as a prepared statement compiled once per
+process; filters and other sizes go through the ORM with the same cursor.
+"""
+
+import base64
+import binascii
+from datetime import datetime
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.db.models import BigIntegerField, DateTimeField, Q
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.views import APIView
+
+from customers.api.filters import TimelineFilter
+from customers.api.serializers import TimelinePageOutputSerializer
+from customers.models import Customer, Touchpoint
+from omni.api.authentication import CachedTokenMixin
+from omni.api.errors import ErrorSerializer
+from omni.api.responses import rendered_now
+from omni.db import PreparedQuery
+from omni.exceptions import NotFound, ValidationFailed
+from omni.formats import api_datetime
+
+PAGE_SIZE = 50
+FIELDS = (
+    "id",
+    "kind",
+    "channel__code",
+    "location__code",
+    "occurred_at",
+    "properties",
+    "source",
+    "event_id",
+)
+FILTERS = frozenset(("channel", "kind", "since", "until"))
+INVALID_CURSOR = "Invalid cursor."
+
+
+def _at(marker):
+    # Parameters the ORM passes through untouched (a field's lookup would parse the marker).
+    return RawSQL("%s", (marker,), output_field=DateTimeField())
+
+
+def _int(marker):
+    return RawSQL("%s", (marker,), output_field=BigIntegerField())
+
+
+def _newest(events):
+    return events.order_by("-occurred_at", "-id")
+
+
+def _after(events, moment, moment_again, pk):
+    """Rows after ``(moment, pk)`` in timeline order (older ones): the ``<=`` bounds the index
+    scan, the ``OR`` breaks ties on the id."""
+    return _newest(
+        events.filter(occurred_at__lte=moment).filter(
+            Q(occurred_at__lt=moment_again) | Q(id__lt=pk)
+        )
+    )
+
+
+def _before(events, moment, moment_again, pk):
+    """Rows before ``(moment, pk)`` in timeline order (newer ones), nearest first."""
+    return (
+        events.filter(occurred_at__gte=moment)
+        .filter(Q(occurred_at__gt=moment_again) | Q(id__gt=pk))
+        .order_by("occurred_at", "id")
+    )
+
+
+def _of(customer):
+    return Touchpoint.objects.filter(customer_id=customer)
+
+
+_first_page = PreparedQuery(lambda c: _newest(_of(_int(c))).values_list(*FIELDS)[: PAGE_SIZE + 1])
+_next_page = PreparedQuery(
+    lambda c, t1, t2, i: _after(_of(_int(c)), _at(t1), _at(t2), _int(i)).values_list(*FIELDS)[
+        : PAGE_SIZE + 1
+    ]
+)
+_previous_page = PreparedQuery(
+    lambda c, t1, t2, i: _before(_of(_int(c)), _at(t1), _at(t2), _int(i)).values_list(*FIELDS)[
+        : PAGE_SIZE + 1
+    ]
+)
+
+
+def encode_cursor(moment: datetime, pk: int, backwards: bool) -> str:
+    text = f"{'b' if backwards else 'a'}|{moment.isoformat()}|{pk}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int, bool]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        direction, moment, pk = text.split("|")
+        moment = parse_datetime(moment)
+        pk = int(pk)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise NotFound(INVALID_CURSOR) from None
+    if direction not in ("a", "b") or moment is None or timezone.is_naive(moment) or pk < 0:
+        raise NotFound(INVALID_CURSOR)
+    return moment, pk, direction == "b"
+
+
+def _limit(request) -> int:
+    raw = request.query_params.get("limit")
+    if raw in (None, ""):
+        return PAGE_SIZE
+    try:
+        limit = int(raw)
+    except ValueError:
+        return PAGE_SIZE  # as DRF's pagination: a bad size is the default size
+    return PAGE_SIZE if limit <= 0 else min(limit, settings.API_MAX_PAGE_SIZE)
+
+
+def _rows(request, customer: int, cursor, limit: int) -> list:
+    params = request.query_params
+    filtered = not FILTERS.isdisjoint(params)
+    if not filtered and limit == PAGE_SIZE:
+        if cursor is None:
+            return _first_page.rows(customer)
+        moment, pk, backwards = cursor
+        query = _previous_page if backwards else _next_page
+        return query.rows(customer, moment, moment, pk)
+    events = _of(customer)
+    if filtered:
+        filterset = TimelineFilter(params, queryset=events)
+        if not filterset.is_valid():
+            raise ValidationFailed(
+                "Invalid filter: "
+                + "; ".join(f"{k}: {' '.join(v)}" for k, v in filterset.errors.items()),
+                extra={k: list(v) for k, v in filterset.errors.items()},
+            )
+        events = filterset.qs
+    if cursor is None:
+        events = _newest(events)
+    else:
+        moment, pk, backwards = cursor
+        events = (_before if backwards else _after)(events, moment, moment, pk)
+    return list(events.values_list(*FIELDS)[: limit + 1])
+
+
+def _link(request, cursor: str) -> str:
+    params = [(k, v) for k, v in request.query_params.items() if k != "cursor"]
+    params.append(("cursor", cursor))
+    return request.build_absolute_uri(request.path) + "?" + urlencode(params)
+
+
+class CustomerTimelineView(CachedTokenMixin, APIView):
+    """Her touchpoints on every channel, newest first."""
+
+    @extend_schema(
+        operation_id="customers_timeline_retrieve",
+        summary="A customer's timeline",
+        description="Her touchpoints on every channel, newest first. Cursor-paginated: follow "
+        "`next` until it is null (and `previous` back); events that arrive meanwhile appear on "
+        "the first page only.",
+        parameters=[
+            OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH),
+            OpenApiParameter("channel", OpenApiTypes.STR, description="Channel code."),
+            OpenApiParameter(
+                "kind", OpenApiTypes.STR, description="Touchpoint kind (e.g. purchase)."
+            ),
+            OpenApiParameter(
+                "since", OpenApiTypes.DATETIME, description="Events at or after this time."
+            ),
+            OpenApiParameter(
+                "until", OpenApiTypes.DATETIME, description="Events before this time."
+            ),
+            OpenApiParameter(
+                "limit",
+                OpenApiTypes.INT,
+                description=f"Page size (default {PAGE_SIZE}, max {settings.API_MAX_PAGE_SIZE}).",
+            ),
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="Cursor from `next`."),
+        ],
+        responses={
+            200: TimelinePageOutputSerializer,
+            400: ErrorSerializer,
+            401: ErrorSerializer,
+            403: ErrorSerializer,
+            404: ErrorSerializer,
+        },
+    )
+    def get(self, request, id):
+        customer = int(id)
+        raw_cursor = request.query_params.get("cursor")
+        cursor = decode_cursor(raw_cursor) if raw_cursor else None
+        limit = _limit(request)
+        rows = _rows(request, customer, cursor, limit)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        backwards = cursor is not None and cursor[2]
+        if backwards:
+            rows.reverse()
+        if not rows and cursor is None and not Customer.objects.filter(pk=customer).exists():
+            from customers.api.views import customer_not_found
+
+            raise customer_not_found(customer)
+        # Going forward there is a page back whenever we came by a cursor; going back, a page
+        # forward always, and one further back if the query found more.
+        has_next = (more and not backwards) or (backwards and bool(rows))
+        has_previous = (cursor is not None and not backwards and bool(rows)) or (backwards and more)
+        zone = timezone.get_current_timezone()
+        body = {
+            "next": _link(request, encode_cursor(rows[-1][4], rows[-1][0], False))
+            if has_next
+            else None,
+            "previous": _link(request, encode_cursor(rows[0][4], rows[0][0], True))
+            if has_previous
+            else None,
+            "results": [
+                {
+                    "id": pk,
+                    "kind": kind,
+                    "channel": channel,
+                    "location": location,
+                    "occurred_at": api_datetime(occurred_at, zone),
+                    "properties": properties,
+                    "source": source,
+                    "event_id": event_id,
+                }
+                for pk, kind, channel, location, occurred_at, properties, source, event_id in rows
+            ],
+        }
+        return rendered_now(self, request, body)
