@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format migrations-check bench bench-inventory setup demo clean
+.PHONY: help run test lint format migrations-check bench bench-inventory bench-customers setup demo clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
@@ -19,6 +19,11 @@ bench-inventory: ## Inventory benchmarks on 5 million stock rows; writes bench/r
 	@scripts/system_deps.sh wrk
 	@scripts/setup.sh
 	@.venv/bin/python scripts/with_postgres.py -- .venv/bin/python bench/inventory.py $(ARGS)
+
+bench-customers: ## Customer benchmarks on 1 million customers and 5 million touchpoints; writes bench/results and docs/benchmarks-customers.md
+	@scripts/system_deps.sh wrk
+	@scripts/setup.sh
+	@.venv/bin/python scripts/with_postgres.py -- .venv/bin/python bench/customers.py $(ARGS)
 
 setup: ## Create .venv and install dependencies
 	@scripts/setup.sh
