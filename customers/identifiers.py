@@ -7,12 +7,14 @@ a message for people.
 """
 
 import re
+from collections import defaultdict
 from dataclasses import dataclass
 
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db.models import Q
 
 from .models import IdentityKind
 
@@ -93,6 +95,8 @@ def normalize(kind: str, value, *, network: str | None = None) -> str:
         result = value.lower()
     else:  # POS customer ids and cookies are opaque: kept as sent
         result = value
+    if not result:  # a loyalty card of separators only
+        raise ValueError("The value is empty.")
     if len(result) > MAX_LENGTH:
         raise ValueError(f"At most {MAX_LENGTH} characters.")
     return result
@@ -101,11 +105,12 @@ def normalize(kind: str, value, *, network: str | None = None) -> str:
 def parse_identifiers(raw) -> tuple[list[Identifier], dict]:
     """Identifiers from API input: a list of ``{"kind", "value", "network"?, "verified"?}``.
 
-    Returns the identifiers (duplicates dropped) and the errors by index.
+    Returns the identifiers (repeats dropped; verified if any repeat says so) and the errors by
+    index.
     """
     if not isinstance(raw, list) or not raw:
         return [], {"identifiers": ["At least one identifier ({kind, value})."]}
-    found, errors, seen = [], {}, set()
+    found, errors, seen = [], {}, {}
     for index, item in enumerate(raw):
         if not isinstance(item, dict):
             errors[str(index)] = ["Must be an object with kind and value."]
@@ -120,10 +125,18 @@ def parse_identifiers(raw) -> tuple[list[Identifier], dict]:
         except ValueError as error:
             errors[str(index)] = [str(error)]
             continue
-        identifier = Identifier(item["kind"], value, bool(item.get("verified", False)))
-        if identifier.key not in seen:
-            seen.add(identifier.key)
+        verified = item.get("verified")
+        verified = False if verified is None else verified
+        if not isinstance(verified, bool):
+            errors[str(index)] = ["verified must be true or false."]
+            continue
+        identifier = Identifier(item["kind"], value, verified)
+        position = seen.get(identifier.key)
+        if position is None:
+            seen[identifier.key] = len(found)
             found.append(identifier)
+        elif verified and not found[position].verified:
+            found[position] = identifier
     return found, ({"identifiers": errors} if errors else {})
 
 
@@ -140,3 +153,16 @@ def guess_identifiers(text: str) -> list[tuple[str, str]]:
         except ValueError:
             continue
     return guesses
+
+
+def keys_q(keys) -> Q:
+    """The rows (``Identity``, ``BlockedIdentifier``) holding these ``(kind, value)`` pairs, as
+    one condition per kind, so that PostgreSQL seeks the ``(kind, value)`` unique index (a test
+    on the value alone scans the whole table). No keys match nothing."""
+    by_kind = defaultdict(set)
+    for kind, value in keys:
+        by_kind[kind].add(value)
+    condition = Q(pk__in=[])
+    for kind in sorted(by_kind):
+        condition |= Q(kind=kind, value__in=sorted(by_kind[kind]))
+    return condition

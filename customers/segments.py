@@ -19,6 +19,7 @@ from .models import (
     SegmentAttribute,
     SegmentMatch,
     Touchpoint,
+    TouchpointKind,
 )
 from .models import (
     SegmentRuleKind as Kind,
@@ -73,6 +74,11 @@ def rule_errors(rule) -> dict:
         errors["amount"] = ["A whole number of orders."]
     if rule.amount is not None and rule.amount < 0:
         errors["amount"] = ["Not negative."]
+    # Values outside the choices would filter on another column or fail in the query.
+    if rule.attribute and rule.attribute not in SegmentAttribute.values:
+        errors["attribute"] = [f"One of: {', '.join(SegmentAttribute.values)}."]
+    if rule.touchpoint_kind and rule.touchpoint_kind not in TouchpointKind.values:
+        errors["touchpoint_kind"] = [f"Unknown touchpoint kind {rule.touchpoint_kind!r}."]
     return errors
 
 
@@ -87,7 +93,8 @@ def rule_description(rule) -> str:
         ),
         Kind.HOME_STORE: lambda: f"home store {rule.location.code}" if rule.location_id else label,
         Kind.ATTRIBUTE: lambda: (
-            f"{SegmentAttribute(rule.attribute).label.lower()} = {rule.value}"
+            f"{dict(SegmentAttribute.choices).get(rule.attribute, rule.attribute).lower()} = "
+            f"{rule.value}"
             if rule.attribute
             else label
         ),

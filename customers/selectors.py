@@ -3,7 +3,7 @@
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .identifiers import guess_identifiers
+from .identifiers import guess_identifiers, keys_q
 from .models import ConsentState, ConsentStatus, Customer, Identity, Touchpoint
 
 
@@ -13,15 +13,10 @@ def customers_matching(text: str) -> QuerySet:
     guesses = guess_identifiers(text)
     if not guesses:
         return Customer.objects.none()
-    values = {value for _, value in guesses}
-    ids = [
-        customer_id
-        for kind, value, customer_id in Identity.objects.filter(value__in=values).values_list(
-            "kind", "value", "customer_id"
-        )
-        if (kind, value) in set(guesses)
-    ]
-    return Customer.objects.filter(pk__in=ids)
+    ids = set(
+        Identity.objects.filter(keys_q(guesses)).order_by().values_list("customer_id", flat=True)
+    )
+    return Customer.objects.filter(pk__in=sorted(ids))
 
 
 def customer_timeline(customer_id: int) -> QuerySet:

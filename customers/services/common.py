@@ -5,6 +5,7 @@ import struct
 
 from django.db import connection
 
+from customers.identifiers import keys_q
 from customers.models import BlockedIdentifier, Customer, IdentityKind, IdentityKindRule
 
 # Identifier kinds that never merge two customers unless staff say otherwise: a web cookie or a
@@ -59,6 +60,6 @@ def blocked_keys(keys) -> set[tuple[str, str]]:
     keys = set(keys)
     if not keys:
         return set()
-    values = {value for _, value in keys}
-    found = BlockedIdentifier.objects.filter(value__in=values).values_list("kind", "value")
-    return {key for key in found if key in keys}
+    return set(
+        BlockedIdentifier.objects.filter(keys_q(keys)).order_by().values_list("kind", "value")
+    )

@@ -98,6 +98,7 @@ def conversation_message_add(
     whether it is new: a repeated ``external_id`` from the same sender adds nothing."""
     now = timezone.now()
     body, moment = _check(channel, body, sent_at, now)
+    source = (source or "")[:80]  # as stored, so that a replay finds its message
     external_id = (external_id or "").strip()
     if len(external_id) > 200:
         raise ValidationFailed(
@@ -134,7 +135,7 @@ def conversation_message_add(
         direction=direction,
         body=body,
         author=author if author is not None and author.is_authenticated else None,
-        source=source[:80],
+        source=source,
         external_id=external_id,
         sent_at=moment,
         created_at=now,

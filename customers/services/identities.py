@@ -25,7 +25,11 @@ def identity_add(
     (merge the two instead)."""
     value = _normalized(kind, value)
     identifiers_lock([(kind, value)])
-    customer_lock([customer.pk])
+    locked = customer_lock([customer.pk])
+    if not locked:
+        raise Conflict(f"Customer {customer.pk} no longer exists (merged?).", code="customer_gone")
+    if locked[0].erased_at is not None:
+        raise Conflict("This customer was erased.", code="customer_erased")
     existing = Identity.objects.filter(kind=kind, value=value).first()
     if existing is not None:
         if existing.customer_id == customer.pk:

@@ -149,6 +149,12 @@ def merge_locked(
     survivor.save()
     if survivor.preferred_channel_source == PreferenceSource.INFERRED:
         preferred_channel_infer(customer_ids=[survivor.pk])
+        # Keep the instance current: callers return it, and a next merge saves it again.
+        survivor.preferred_channel_id = (
+            Customer.objects.filter(pk=survivor.pk)
+            .values_list("preferred_channel_id", flat=True)
+            .get()
+        )
     record = CustomerMerge.objects.create(
         survivor=survivor,
         merged_customer_id=merged_id,

@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from customers.models import (
     PROFILE_FIELDS,
+    Conversation,
+    ConversationMessage,
     Customer,
     CustomerMerge,
     PreferenceSource,
@@ -30,8 +32,29 @@ from .merge import customer_relations, customer_snapshot
 ERASED_NAME = "Erased"
 
 
+def _conversation_rows(customer) -> list:
+    """Conversations with their messages: the messages are what the customer wrote."""
+    conversations = list(
+        Conversation._base_manager.filter(customer=customer).order_by("pk").values()
+    )
+    messages = {}
+    for message in (
+        ConversationMessage._base_manager.filter(conversation__customer=customer)
+        .order_by("sent_at", "pk")
+        .values()
+    ):
+        messages.setdefault(message["conversation_id"], []).append(message)
+    for conversation in conversations:
+        conversation["messages"] = messages.get(conversation["id"], [])
+    return conversations
+
+
+# Exporters of this app's models whose rows need more than their own columns.
+EXPORTERS = {Conversation: _conversation_rows}
+
+
 def _rows(model, fk, customer) -> list:
-    exporter = getattr(model, "export_customer_rows", None)
+    exporter = getattr(model, "export_customer_rows", None) or EXPORTERS.get(model)
     if exporter is not None:
         return exporter(customer)
     return list(model._base_manager.filter(**{fk.name: customer}).order_by("pk").values())
@@ -49,9 +72,12 @@ def customer_export_data(customer: Customer) -> dict:
 @transaction.atomic
 def customer_export(*, customer: Customer, source: str, actor=None, reason: str = "") -> dict:
     """The customer's data (see ``customer_export_data``), with the request recorded."""
-    data = customer_export_data(customer)
+    current = Customer.objects.filter(pk=customer.pk).first()
+    if current is None:
+        raise Conflict(f"Customer {customer.pk} no longer exists (merged?).", code="customer_gone")
+    data = customer_export_data(current)
     PrivacyRequest.objects.create(
-        customer_id_ref=customer.pk,
+        customer_id_ref=current.pk,
         kind=PrivacyRequestKind.EXPORT,
         reason=reason[:200],
         summary={k: len(v) for k, v in data.items() if isinstance(v, list)},
@@ -74,20 +100,28 @@ def customer_erase(*, customer: Customer, source: str, actor=None, reason: str =
     if current.erased_at is not None:
         raise Conflict("This customer was erased already.", code="customer_erased")
     summary = {}
+
+    def add(label, count):
+        if count:
+            summary[label] = summary.get(label, 0) + count
+
     for model, fk in customer_relations():
         if model is CustomerMerge:
             # The audit rows stay (the merge happened) without the personal data they copied.
             count = CustomerMerge.objects.filter(survivor=current).update(
                 merged_snapshot={"erased": True}, field_changes={}
             )
-        else:
-            eraser = getattr(model, "erase_customer_rows", None)
-            if eraser is not None:
-                count = eraser(current)
-            else:
-                count, _ = model._base_manager.filter(**{fk.name: current}).delete()
-        if count:
-            summary[model._meta.label] = count
+            add(model._meta.label, count)
+            continue
+        eraser = getattr(model, "erase_customer_rows", None)
+        if eraser is not None:
+            add(model._meta.label, eraser(current))
+            continue
+        # Count per model what the delete removed, cascades included (a consent takes its
+        # state with it, a conversation its messages).
+        _, removed = model._base_manager.filter(**{fk.name: current}).delete()
+        for label, count in removed.items():
+            add(label, count)
     for name in PROFILE_FIELDS:
         field = Customer._meta.get_field(name)
         setattr(current, field.attname, None if field.null else "")

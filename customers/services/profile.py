@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from customers.identifiers import Identifier
+from customers.identifiers import Identifier, keys_q
 from customers.models import PROFILE_FIELDS, Customer, PreferenceSource
 from inventory.models import Location, LocationKind
 from omni.exceptions import Conflict, ValidationFailed
@@ -141,10 +141,9 @@ def customer_create(
     identifiers_lock(i.key for i in identifiers)
     taken = [
         f"{kind} {value}"
-        for kind, value in Identity.objects.filter(
-            value__in=[i.value for i in identifiers]
-        ).values_list("kind", "value")
-        if (kind, value) in {i.key for i in identifiers}
+        for kind, value in Identity.objects.filter(keys_q(i.key for i in identifiers))
+        .order_by("kind", "value")
+        .values_list("kind", "value")
     ]
     if taken:
         raise Conflict(

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from django.db import transaction
 
-from customers.identifiers import Identifier
+from customers.identifiers import Identifier, keys_q
 from customers.models import Customer, CustomerMerge, Identity
 from omni.exceptions import Conflict, NotFound
 
@@ -77,10 +77,12 @@ def _owners(keys) -> dict[tuple[str, str], tuple[int, int, bool]]:
     keys = set(keys)
     if not keys:
         return {}
-    rows = Identity.objects.filter(value__in={value for _, value in keys}).values_list(
-        "kind", "value", "customer_id", "pk", "verified"
+    rows = (
+        Identity.objects.filter(keys_q(keys))
+        .order_by()
+        .values_list("kind", "value", "customer_id", "pk", "verified")
     )
-    return {(k, v): (c, pk, ver) for k, v, c, pk, ver in rows if (k, v) in keys}
+    return {(k, v): (c, pk, ver) for k, v, c, pk, ver in rows}
 
 
 def identities_resolve(
@@ -97,30 +99,46 @@ def identities_resolve(
         raise RuntimeError("identities_resolve must run inside a transaction")
     keys = {i.key for r in requests for i in r.identifiers}
     identifiers_lock(keys)
-    explicit = {}
-    for request in requests:
-        if request.customer_id is not None and request.customer_id not in explicit:
-            survivor = survivor_of(request.customer_id)
-            if survivor is None:
-                raise NotFound(
-                    f"No customer {request.customer_id}.",
-                    extra={"customer": [f"Unknown customer {request.customer_id}."]},
-                )
-            explicit[request.customer_id] = survivor
+    given = {r.customer_id for r in requests if r.customer_id is not None}
+    explicit = _survivors(given)
     # Read the owners, lock them, and read again: a staff merge that moved identities meanwhile
-    # shows as a change, and we start over with the new owners.
+    # shows as a change, and we start over with the new owners. Each attempt runs in a
+    # savepoint whose rollback releases its row locks, so that the next attempt takes all its
+    # locks in primary-key order again (holding some from a failed attempt could deadlock).
     for _attempt in range(5):
+        attempt = transaction.savepoint()
         owners = _owners(keys)
         wanted = {c for c, _, _ in owners.values()} | set(explicit.values())
         locked = {c.pk: c for c in customer_lock(wanted)}
         if len(locked) == len(wanted) and _owners(keys) == owners:
+            transaction.savepoint_commit(attempt)
             break
-        explicit = {given: survivor_of(given) for given in explicit}
-        if None in explicit.values():
-            raise Conflict("A customer was erased while this request ran; send it again.")
+        transaction.savepoint_rollback(attempt)
+        explicit = _survivors(given)
     else:
         raise Conflict("Customers changed too often while resolving; send the request again.")
+    erased = sorted(pk for pk in given if locked[explicit[pk]].erased_at is not None)
+    if erased:
+        raise Conflict(
+            f"Customer {', '.join(map(str, erased))} was erased; nothing can be added to it.",
+            code="customer_erased",
+            extra={"customer": [f"Customer {pk} was erased." for pk in erased]},
+        )
     return _resolve(requests, owners, locked, explicit, source, seen_at, reason, actor)
+
+
+def _survivors(given) -> dict[int, int]:
+    """The current customer of each id a request named; ``NotFound`` for an unknown one."""
+    explicit = {}
+    for customer_id in sorted(given):
+        survivor = survivor_of(customer_id)
+        if survivor is None:
+            raise NotFound(
+                f"No customer {customer_id}.",
+                extra={"customer": [f"Unknown customer {customer_id}."]},
+            )
+        explicit[customer_id] = survivor
+    return explicit
 
 
 def _resolve(requests, owners, locked, explicit, source, seen_at, reason, actor) -> Resolution:
@@ -254,6 +272,11 @@ def customer_resolve(
 
     from omni.exceptions import ValidationFailed
 
+    if not identifiers and customer_id is None:
+        raise ValidationFailed(
+            "Give an identifier or a customer id.",
+            extra={"identifiers": ["At least one identifier."]},
+        )
     requests, empty = drop_blocked([ResolveRequest(list(identifiers), customer_id)])
     if empty:
         raise ValidationFailed(

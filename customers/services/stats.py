@@ -4,7 +4,8 @@ orders and revenue, and the preferred messaging channel inferred from use.
 The inferred channel is the messaging channel with the most use, counting a sales channel's
 touchpoints for the messaging channel that reaches people there: web shop and marketplace for
 email, the app for push, stores for SMS, social commerce for social messages. Ties go to the
-channel used last. A channel the customer chose herself is never overwritten.
+channel used last. A channel the customer opted out of is never inferred, and one she chose
+herself is never overwritten.
 """
 
 from collections import defaultdict
@@ -12,7 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from customers.models import Customer, CustomerChannelStat, PreferenceSource
+from customers.models import (
+    ConsentState,
+    ConsentStatus,
+    Customer,
+    CustomerChannelStat,
+    PreferenceSource,
+)
 from omni.models import MESSAGING_KINDS, Channel, ChannelKind
 
 REACHED_BY = {
@@ -51,13 +58,18 @@ def preferred_channel_infer(*, customer_ids) -> int:
         return 0
     kinds = dict(Channel.objects.values_list("pk", "kind"))
     messaging = _messaging_by_kind()
+    opted_out = set(
+        ConsentState.objects.filter(
+            customer_id__in=customer_ids, status=ConsentStatus.OPTED_OUT
+        ).values_list("customer_id", "channel_id")
+    )
     scores: dict[int, dict[int, list]] = defaultdict(dict)
     for customer_id, channel_id, count, last in CustomerChannelStat.objects.filter(
         customer_id__in=customer_ids
     ).values_list("customer_id", "channel_id", "touchpoints", "last_seen_at"):
         kind = kinds.get(channel_id)
         target = channel_id if kind in MESSAGING_KINDS else messaging.get(REACHED_BY.get(kind))
-        if target is None:
+        if target is None or (customer_id, target) in opted_out:
             continue
         entry = scores[customer_id].setdefault(target, [0, last])
         entry[0] += count

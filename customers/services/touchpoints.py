@@ -7,11 +7,12 @@ if one event is wrong; otherwise identities are resolved for all events at once,
 written in one insert, and the profile statistics move with them.
 """
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from customers.identifiers import parse_identifiers
@@ -23,7 +24,7 @@ from omni.formats import parse_past_time
 from omni.models import Channel
 
 from .common import customer_lock, identifiers_lock
-from .resolution import ResolveRequest, drop_blocked, identities_resolve
+from .resolution import ResolveRequest, drop_blocked, identities_resolve, survivor_of
 from .stats import Usage, stats_apply
 
 MAX_EVENTS = 1000
@@ -100,6 +101,9 @@ def _validate(events, now) -> list[Event]:
         str(e["location"]) for e in events if isinstance(e, dict) and e.get("location")
     }
     locations = dict(Location.objects.filter(code__in=location_codes).values_list("code", "pk"))
+    customer_problems = _customer_problems(
+        {e.get("customer") for e in events if isinstance(e, dict) and _is_id(e.get("customer"))}
+    )
     errors, parsed, seen = {}, [], {}
     for index, raw in enumerate(events):
         if not isinstance(raw, dict):
@@ -107,7 +111,11 @@ def _validate(events, now) -> list[Event]:
             continue
         problems = {}
         event_id = raw.get("event_id")
-        event_id = str(event_id).strip() if isinstance(event_id, str | int) else ""
+        event_id = (
+            str(event_id).strip()
+            if isinstance(event_id, str | int) and not isinstance(event_id, bool)
+            else ""
+        )
         if not event_id:
             problems["event_id"] = ["Required: your id of this event."]
         elif len(event_id) > 100:
@@ -117,7 +125,7 @@ def _validate(events, now) -> list[Event]:
         else:
             seen[event_id] = index
         kind = raw.get("kind")
-        if kind not in KINDS:
+        if not isinstance(kind, str) or kind not in KINDS:
             problems["kind"] = [f"Unknown kind {kind!r}; one of: {', '.join(sorted(KINDS))}."]
         code = raw.get("channel")
         channel = channels.get(str(code)) if code else None
@@ -142,11 +150,11 @@ def _validate(events, now) -> list[Event]:
             if amount_error:
                 problems["properties"] = [amount_error]
         customer_id = raw.get("customer")
-        if customer_id is not None and (
-            isinstance(customer_id, bool) or not isinstance(customer_id, int)
-        ):
+        if customer_id is not None and not _is_id(customer_id):
             problems["customer"] = ["A customer id (a whole number)."]
             customer_id = None
+        elif customer_id in customer_problems:
+            problems["customer"] = [customer_problems[customer_id]]
         identifiers, identifier_errors = [], {}
         if raw.get("identifiers") is not None or customer_id is None:
             identifiers, identifier_errors = parse_identifiers(raw.get("identifiers"))
@@ -183,9 +191,96 @@ def _validate(events, now) -> list[Event]:
     return parsed
 
 
-def _write(events: list[Event], customer_ids: list[int], source: str, now) -> int:
-    """Insert the touchpoints and move the statistics; the customers must be locked."""
-    Touchpoint.objects.bulk_create(
+def _is_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _customer_problems(ids) -> dict[int, str]:
+    """What is wrong with the customer ids events name: unknown, or erased (a merged id is
+    fine: it stands for its survivor)."""
+    ids = set(ids)
+    if not ids:
+        return {}
+    in_range = {pk for pk in ids if 0 < pk < 2**63}
+    erased = dict(Customer.objects.filter(pk__in=in_range).values_list("pk", "erased_at"))
+    problems = {}
+    for customer_id in sorted(ids):
+        if customer_id not in in_range:
+            problems[customer_id] = f"Unknown customer {customer_id}."
+            continue
+        if customer_id not in erased:
+            survivor = survivor_of(customer_id)
+            if survivor is None:
+                problems[customer_id] = f"Unknown customer {customer_id}."
+                continue
+            erased[customer_id] = (
+                Customer.objects.filter(pk=survivor).values_list("erased_at", flat=True).get()
+            )
+        if erased[customer_id] is not None:
+            problems[customer_id] = f"Customer {customer_id} was erased."
+    return problems
+
+
+_INSERT = """
+    INSERT INTO {table} ({columns})
+    SELECT t.customer_id, t.channel_id, t.kind, t.occurred_at, t.location_id, t.properties,
+           %s, t.event_id, %s
+    FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::timestamptz[], %s::bigint[],
+                %s::jsonb[], %s::text[])
+         AS t(customer_id, channel_id, kind, occurred_at, location_id, properties, event_id)
+    ON CONFLICT (source, event_id) DO NOTHING
+    RETURNING event_id
+"""
+
+
+def _insert(touchpoints: list[Touchpoint], source: str, now) -> set[str]:
+    """Insert the touchpoints, skipping events already recorded (a replay running at the same
+    time); returns the event ids this call inserted, so that only those count in the stats."""
+    if connection.vendor != "postgresql":  # SQLite serialises writers: nothing can race
+        Touchpoint.objects.bulk_create(touchpoints, batch_size=1000, ignore_conflicts=True)
+        return {t.event_id for t in touchpoints}
+    meta = Touchpoint._meta
+    names = [
+        "customer",
+        "channel",
+        "kind",
+        "occurred_at",
+        "location",
+        "properties",
+        "source",
+        "event_id",
+        "received_at",
+    ]
+    sql = _INSERT.format(
+        table=connection.ops.quote_name(meta.db_table),
+        columns=", ".join(connection.ops.quote_name(meta.get_field(n).column) for n in names),
+    )
+    inserted = set()
+    with connection.cursor() as cursor:
+        for start in range(0, len(touchpoints), 1000):
+            chunk = touchpoints[start : start + 1000]
+            cursor.execute(
+                sql,
+                [
+                    source,
+                    now,
+                    [t.customer_id for t in chunk],
+                    [t.channel_id for t in chunk],
+                    [t.kind for t in chunk],
+                    [t.occurred_at for t in chunk],
+                    [t.location_id for t in chunk],
+                    [json.dumps(t.properties) for t in chunk],
+                    [t.event_id for t in chunk],
+                ],
+            )
+            inserted.update(row[0] for row in cursor.fetchall())
+    return inserted
+
+
+def _write(events: list[Event], customer_ids: list[int], source: str, now) -> set[str]:
+    """Insert the touchpoints and move the statistics by those actually inserted; the
+    customers must be locked. Returns the event ids inserted."""
+    inserted = _insert(
         [
             Touchpoint(
                 customer_id=customer_id,
@@ -200,12 +295,14 @@ def _write(events: list[Event], customer_ids: list[int], source: str, now) -> in
             )
             for e, customer_id in zip(events, customer_ids, strict=True)
         ],
-        batch_size=1000,
-        ignore_conflicts=True,
+        source,
+        now,
     )
     usage: dict[int, Usage] = {}
     channel_usage: dict[tuple[int, int], list] = {}
     for e, customer_id in zip(events, customer_ids, strict=True):
+        if e.event_id not in inserted:
+            continue
         add = usage.get(customer_id)
         if add is None:
             add = usage[customer_id] = Usage(first=e.occurred_at, last=e.occurred_at)
@@ -224,7 +321,7 @@ def _write(events: list[Event], customer_ids: list[int], source: str, now) -> in
             entry[1] = min(entry[1], e.occurred_at)
             entry[2] = max(entry[2], e.occurred_at)
     stats_apply(usage=usage, channel_usage=channel_usage)
-    return len(events)
+    return inserted
 
 
 def touchpoints_ingest(*, source: str, events: list, now: datetime | None = None) -> IngestResult:
@@ -234,7 +331,9 @@ def touchpoints_ingest(*, source: str, events: list, now: datetime | None = None
     with transaction.atomic():
         identifiers_lock(i.key for e in parsed for i in e.request.identifiers)
         # Under the identifier locks a replay of the same events waits for the first and then
-        # finds its events here.
+        # finds its events here. One that shares no identifier with it (events naming their
+        # customer by id) may race past this read: the insert skips those events and the
+        # stats count only what it inserted.
         recorded = set(
             Touchpoint.objects.filter(
                 source=source, event_id__in=[e.event_id for e in parsed]
@@ -248,10 +347,21 @@ def touchpoints_ingest(*, source: str, events: list, now: datetime | None = None
         resolution = identities_resolve(
             requests=[e.request for e in fresh], source=source, seen_at=now
         )
-        result.created = _write(fresh, resolution.customer_ids, source, now)
+        if resolution.created:
+            # New customers were first and last seen at their events, not when they arrived.
+            Customer.objects.filter(pk__in=resolution.created).update(
+                first_seen_at=None, last_seen_at=None
+            )
+        inserted = _write(fresh, resolution.customer_ids, source, now)
+        result.created = len(inserted)
+        result.duplicates = len(parsed) - len(inserted)
         result.new_customers = len(resolution.created)
         result.merges = len(resolution.merges)
-        by_event = dict(zip((e.event_id for e in fresh), resolution.customer_ids, strict=True))
+        by_event = {
+            e.event_id: customer_id
+            for e, customer_id in zip(fresh, resolution.customer_ids, strict=True)
+            if e.event_id in inserted
+        }
         result.customers = [by_event.get(e.event_id) for e in parsed]
     return result
 

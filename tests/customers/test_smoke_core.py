@@ -36,7 +36,10 @@ def test_ingest_batch(channels):
             "kind": "purchase",
             "channel": "pos",
             "occurred_at": "2026-11-02T10:00:00Z",
-            "identifiers": [{"kind": "phone", "value": "0612345678"}, {"kind": "web_cookie", "value": "c1"}],
+            "identifiers": [
+                {"kind": "phone", "value": "0612345678"},
+                {"kind": "web_cookie", "value": "c1"},
+            ],
             "properties": {"amount": "12.50"},
         }
     ]
