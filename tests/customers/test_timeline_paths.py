@@ -1,0 +1,79 @@
+"""The timeline API writes a page two ways: PostgreSQL builds each event's JSON (plain JSON in
+UTC, the hot path) or Python does (indented JSON, other time zones). Both give the same data,
+page after page, including times with and without microseconds and properties as stored."""
+
+import pytest
+from django.test import override_settings
+
+from customers.services import touchpoints_ingest
+
+pytestmark = pytest.mark.django_db
+
+INDENTED = "application/json; indent=2"
+
+
+@pytest.fixture
+def busy(channels, ident):
+    events = [
+        {
+            "event_id": f"e{i}",
+            "kind": "product_view" if i % 3 else "purchase",
+            "channel": "web" if i % 2 else "pos",
+            "occurred_at": f"2026-10-01T10:{i // 60:02d}:{i % 60:02d}"
+            + (".250000Z" if i % 5 == 0 else "Z"),
+            "identifiers": [{"kind": "email", "value": "busy@example.com"}],
+            "properties": {"sku": f"SKU-{i}", "nested": {"n": i, "ok": True}, "amount": "1.50"},
+        }
+        for i in range(120)
+    ]
+    result = touchpoints_ingest(source="client:9", events=events)
+    return result.customers[0]
+
+
+def walk(api, url, **headers):
+    pages = []
+    while url:
+        response = api.get(url, **headers)
+        assert response.status_code == 200, response.content
+        body = response.json()
+        pages.append(body["results"])
+        url = body["next"]
+    return pages
+
+
+def test_both_writers_give_the_same_pages(reader, busy):
+    url = f"/api/v1/customers/{busy}/timeline/"
+    fast = walk(reader, url)
+    slow = walk(reader, url, HTTP_ACCEPT=INDENTED)
+
+    assert [len(page) for page in fast] == [50, 50, 20]
+    assert fast == slow
+    first = fast[0][0]
+    assert first["event_id"] == "e119"
+    assert first["occurred_at"] == "2026-10-01T10:01:59Z"
+    assert fast[0][4]["occurred_at"] == "2026-10-01T10:01:55.250000Z"
+    assert first["properties"] == {
+        "sku": "SKU-119",
+        "nested": {"n": 119, "ok": True},
+        "amount": "1.50",
+    }
+    assert (first["channel"], first["location"], first["source"]) == ("web", None, "client:9")
+
+
+def test_going_back_gives_the_same_page_both_ways(reader, busy):
+    url = f"/api/v1/customers/{busy}/timeline/"
+    third = reader.get(reader.get(url).json()["next"]).json()["next"]
+    back_fast = reader.get(reader.get(third).json()["previous"]).json()
+    back_slow = reader.get(
+        reader.get(third, HTTP_ACCEPT=INDENTED).json()["previous"], HTTP_ACCEPT=INDENTED
+    ).json()
+
+    assert back_fast == back_slow
+    assert [e["event_id"] for e in back_fast["results"]][:2] == ["e69", "e68"]
+
+
+@override_settings(TIME_ZONE="Europe/Paris")
+def test_another_time_zone_is_written_by_python(reader, busy):
+    body = reader.get(f"/api/v1/customers/{busy}/timeline/").json()
+
+    assert body["results"][0]["occurred_at"] == "2026-10-01T12:01:59+02:00"
