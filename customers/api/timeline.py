@@ -86,41 +86,48 @@ def _of(customer):
     return Touchpoint.objects.filter(customer_id=customer)
 
 
-class _JsonRow(Func):
-    """One event as JSON text built by PostgreSQL, keys in the API's order (``properties`` is
-    embedded as stored, never decoded and encoded again by Python)."""
+class _EventJson(Func):
+    """One event as JSON text written by PostgreSQL, keys in the API's order, times as
+    ``api_datetime`` writes them in UTC (microseconds only when there are any), ``properties``
+    embedded as stored: never decoded and encoded again by Python. Plain concatenation costs
+    PostgreSQL less than ``json_build_object``; every text is quoted by ``to_json`` except the
+    kind, which a check constraint limits to known words."""
 
-    function = "JSON_BUILD_OBJECT"
-    template = "%(function)s(%(expressions)s)::text"
     output_field = TextField()
-
-    def __init__(self, **fields):
-        args = []
-        for key, value in fields.items():
-            args += [RawSQL(f"'{key}'", ()), value]  # constant keys, written into the SQL
-        super().__init__(*args)
-
-
-class _UtcTime(Func):
-    """A time as ``api_datetime`` writes it in UTC: microseconds only when there are any."""
-
-    template = (
-        "regexp_replace(to_char(%(expressions)s AT TIME ZONE 'UTC', "
-        "'YYYY-MM-DD\"T\"HH24:MI:SS.US'), '\\.000000$', '') || 'Z'"
+    TEMPLATE = (
+        '\'{{"id":\' || {id} || \',"kind":"\' || {kind} || \'","channel":\' || '
+        "to_json({channel})::text || ',\"location\":' || coalesce(to_json({location})::text, "
+        "'null') || ',\"occurred_at\":\"' || to_char({at} AT TIME ZONE 'UTC', "
+        "'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN to_char({at}, 'US') = '000000' THEN '' "
+        "ELSE to_char({at}, '.US') END || 'Z\",\"properties\":' || {properties}::text || "
+        "',\"source\":' || to_json({source})::text || ',\"event_id\":' || "
+        "to_json({event_id})::text || '}}'"
     )
-    output_field = TextField()
+    NAMES = ("id", "kind", "channel", "location", "at", "properties", "source", "event_id")
+
+    def __init__(self):
+        super().__init__(
+            F("id"),
+            F("kind"),
+            F("channel__code"),
+            F("location__code"),
+            F("occurred_at"),
+            F("properties"),
+            F("source"),
+            F("event_id"),
+        )
+
+    def as_sql(self, compiler, connection, **extra_context):
+        parts, params = {}, []
+        for name, expression in zip(self.NAMES, self.source_expressions, strict=True):
+            sql, expression_params = compiler.compile(expression)
+            if expression_params:
+                raise ValueError("event columns take no parameters")
+            parts[name] = sql
+        return self.TEMPLATE.format(**parts), params
 
 
-ROW_JSON = _JsonRow(
-    id=F("id"),
-    kind=F("kind"),
-    channel=F("channel__code"),
-    location=F("location__code"),
-    occurred_at=_UtcTime(F("occurred_at")),
-    properties=F("properties"),
-    source=F("source"),
-    event_id=F("event_id"),
-)
+ROW_JSON = _EventJson()
 JSON_FIELDS = ("id", "occurred_at", "row_json")
 
 

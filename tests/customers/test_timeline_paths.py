@@ -77,3 +77,29 @@ def test_another_time_zone_is_written_by_python(reader, busy):
     body = reader.get(f"/api/v1/customers/{busy}/timeline/").json()
 
     assert body["results"][0]["occurred_at"] == "2026-10-01T12:01:59+02:00"
+
+
+def test_texts_that_need_escaping_survive_both_writers(reader, channels):
+    odd = 'quote " backslash \\ tab \t newline \n é ✓'
+    result = touchpoints_ingest(
+        source='client:"odd"',
+        events=[
+            {
+                "event_id": odd[:90],
+                "kind": "support_message",
+                "channel": "social",
+                "occurred_at": "2026-10-01T10:00:00.000001Z",
+                "identifiers": [{"kind": "email", "value": "odd@example.com"}],
+                "properties": {"text": odd, "list": [1, None, "é"]},
+            }
+        ],
+    )
+    url = f"/api/v1/customers/{result.customers[0]}/timeline/"
+
+    fast = reader.get(url).json()["results"][-1]
+    slow = reader.get(url, HTTP_ACCEPT=INDENTED).json()["results"][-1]
+
+    assert fast == slow
+    assert (fast["event_id"], fast["source"]) == (odd[:90], 'client:"odd"')
+    assert fast["properties"] == {"text": odd, "list": [1, None, "é"]}
+    assert fast["occurred_at"] == "2026-10-01T10:00:00.000001Z"
