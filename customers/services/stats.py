@@ -20,6 +20,7 @@ from customers.models import (
     CustomerChannelStat,
     PreferenceSource,
 )
+from omni.db import bulk_update_values
 from omni.models import MESSAGING_KINDS, Channel, ChannelKind
 
 REACHED_BY = {
@@ -83,7 +84,7 @@ def preferred_channel_infer(*, customer_ids) -> int:
         if best != customer.preferred_channel_id:
             customer.preferred_channel_id = best
             changed.append(customer)
-    Customer.objects.bulk_update(changed, ["preferred_channel"], batch_size=1000)
+    bulk_update_values(Customer, changed, ["preferred_channel"])
     return len(changed)
 
 
@@ -134,8 +135,8 @@ def stats_apply(*, usage: dict[int, Usage], channel_usage: dict[tuple[int, int],
             row.last_seen_at = max(row.last_seen_at, last)
             changed_rows.append(row)
     CustomerChannelStat.objects.bulk_create(new_rows, batch_size=2000)
-    CustomerChannelStat.objects.bulk_update(
-        changed_rows, ["touchpoints", "first_seen_at", "last_seen_at"], batch_size=1000
+    bulk_update_values(
+        CustomerChannelStat, changed_rows, ["touchpoints", "first_seen_at", "last_seen_at"]
     )
     customers = list(
         Customer.objects.filter(pk__in=list(usage)).only(
@@ -157,7 +158,8 @@ def stats_apply(*, usage: dict[int, Usage], channel_usage: dict[tuple[int, int],
             )
         customer.lifetime_orders += add.purchases
         customer.lifetime_revenue = Decimal(customer.lifetime_revenue) + add.revenue
-    Customer.objects.bulk_update(
+    bulk_update_values(
+        Customer,
         customers,
         [
             "first_seen_at",
@@ -166,7 +168,6 @@ def stats_apply(*, usage: dict[int, Usage], channel_usage: dict[tuple[int, int],
             "lifetime_orders",
             "lifetime_revenue",
         ],
-        batch_size=1000,
     )
     if new_rows or changed_rows:
         preferred_channel_infer(customer_ids=list(usage))

@@ -62,3 +62,29 @@ def test_prepared_query_prepares_again_on_a_new_connection():
         "PREPARE",
         "EXECUTE",
     ]
+
+
+def test_bulk_update_values_writes_each_row_its_values_in_one_statement_per_batch():
+    from omni.db import bulk_update_values
+
+    variants = [VariantFactory(base_price=Decimal("1.00")) for _ in range(5)]
+    untouched = VariantFactory(base_price=Decimal("9.99"), option_values={"size": "XL"})
+    for n, variant in enumerate(variants):
+        variant.base_price = Decimal(f"{n + 2}.25")
+        variant.option_values = {"size": f"S{n}", "quote": "it's"}
+
+    with CaptureQueriesContext(connection) as captured:
+        written = bulk_update_values(
+            Variant, variants, ["base_price", "option_values"], batch_size=2
+        )
+
+    assert written == 5
+    assert len(captured) == 3  # batches of 2, 2 and 1
+    assert all(q["sql"].startswith('UPDATE "catalog_variant" AS t') for q in captured)
+    for n, variant in enumerate(variants):
+        variant.refresh_from_db()
+        assert variant.base_price == Decimal(f"{n + 2}.25")
+        assert variant.option_values == {"size": f"S{n}", "quote": "it's"}
+    untouched.refresh_from_db()
+    assert (untouched.base_price, untouched.option_values) == (Decimal("9.99"), {"size": "XL"})
+    assert bulk_update_values(Variant, [], ["base_price"]) == 0
