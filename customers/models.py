@@ -147,7 +147,10 @@ class Customer(models.Model):
 class Identity(models.Model):
     """An identifier a channel knows the customer by, stored normalised and unique."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities")
+    # Indexed by the composite index below, which starts with the customer.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="identities", db_index=False
+    )
     kind = models.CharField(max_length=20, choices=IdentityKind.choices)
     value = models.CharField(
         max_length=255,
@@ -235,7 +238,10 @@ class TouchpointKind(models.TextChoices):
 class Touchpoint(models.Model):
     """One event on the customer's timeline, from any channel."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="touchpoints")
+    # Indexed by the composite index below, which starts with the customer.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="touchpoints", db_index=False
+    )
     channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="+")
     kind = models.CharField(max_length=30, choices=TouchpointKind.choices)
     occurred_at = models.DateTimeField()
@@ -274,7 +280,10 @@ class CustomerChannelStat(models.Model):
     """How a customer uses a channel: the rollup behind "channels used" and the inferred
     preferred channel, kept current by touchpoint ingest."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="channel_stats")
+    # Indexed by the composite index below, which starts with the customer.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="channel_stats", db_index=False
+    )
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="+")
     touchpoints = models.PositiveIntegerField(default=0)
     first_seen_at = models.DateTimeField()
@@ -306,7 +315,10 @@ class ConsentStatus(models.TextChoices):
 class Consent(models.Model):
     """One opt-in or opt-out, kept for ever as the proof of what the customer said when."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="consents")
+    # Indexed by the composite index below, which starts with the customer.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="consents", db_index=False
+    )
     channel = models.ForeignKey(
         Channel,
         on_delete=models.PROTECT,
@@ -346,7 +358,10 @@ class ConsentState(models.Model):
     """The current consent of a customer on a messaging channel: the latest ``Consent`` by the
     time the customer gave it. One row per pair, read in one query by campaigns."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="consent_states")
+    # Indexed by the composite index below, which starts with the customer.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="consent_states", db_index=False
+    )
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="+")
     status = models.CharField(max_length=10, choices=ConsentStatus.choices)
     occurred_at = models.DateTimeField()
@@ -379,7 +394,10 @@ class ConversationStatus(models.TextChoices):
 class Conversation(models.Model):
     """A support thread; messages from any channel append to it."""
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="conversations")
+    # Indexed by the composite index below, which starts with the customer.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="conversations", db_index=False
+    )
     subject = models.CharField(max_length=200, blank=True)
     status = models.CharField(
         max_length=10, choices=ConversationStatus.choices, default=ConversationStatus.OPEN

@@ -103,3 +103,20 @@ def test_texts_that_need_escaping_survive_both_writers(reader, channels):
     assert (fast["event_id"], fast["source"]) == (odd[:90], 'client:"odd"')
     assert fast["properties"] == {"text": odd, "list": [1, None, "é"]}
     assert fast["occurred_at"] == "2026-10-01T10:00:00.000001Z"
+
+
+def test_the_page_query_reads_the_timeline_index_in_order_even_as_a_generic_plan(busy):
+    from django.db import connection
+
+    from customers.api import timeline
+
+    # A prepared statement may run with a generic plan, which estimates an average customer's
+    # few events; it must still read the timeline index in its order, never sort her events.
+    timeline._first_page.rows(busy)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"EXPLAIN EXECUTE {timeline._first_page._name} (%s)", [busy])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "touchpoint_timeline_idx" in plan
+    assert "Sort" not in plan
