@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 BAR_WIDTH = 40
@@ -437,7 +438,16 @@ def markdown(data: dict, sweep: dict | None) -> str:
     return "\n".join(out)
 
 
+KEPT_BLOCK = re.compile(r"\n<!-- customers:begin.*?<!-- customers:end -->\n", re.S)
+
+
 def write_markdown(path: Path, data: dict, sweep: dict | None) -> None:
+    """Rewrite the page, keeping the block other benchmarks (``make bench-customers``) wrote."""
+    text = markdown(data, sweep)
+    old = path.read_text() if path.exists() else ""
+    kept = KEPT_BLOCK.search(old)
+    if kept:
+        text = text.rstrip("\n") + "\n" + kept.group(0)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(markdown(data, sweep))
+    tmp.write_text(text)
     os.replace(tmp, path)
