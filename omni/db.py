@@ -28,10 +28,17 @@ class PreparedQuery:
 
     ``build`` takes one marker per parameter and returns the queryset; each marker must end up
     as a query parameter (a filter value), not inlined into the SQL.
+
+    ``server_side=False`` keeps the compiled SQL but sends it whole every time, so PostgreSQL
+    plans it for the actual values. Use it where the best plan depends on the values: a
+    prepared statement soon runs with a generic plan, made for an average value, which for a
+    skewed column (one customer with 10,000 events among customers with five) can read every
+    matching row where the value's own plan would read one page of an index.
     """
 
-    def __init__(self, build):
+    def __init__(self, build, *, server_side: bool = True):
         self._build = build
+        self._server_side = server_side
         self._name = f"omni_prepared_{next(_names)}"
         self._compiled = weakref.WeakKeyDictionary()  # connection wrapper -> compiled entry
         self._prepared = weakref.WeakKeyDictionary()  # DB-API connection -> True
@@ -44,7 +51,7 @@ class PreparedQuery:
         positions = [params.index(marker) for marker in markers]
         fields = [select[0] for select in compiler.select[: compiler.col_count]]
         converters = compiler.get_converters(fields)
-        if connection.vendor == "postgresql":
+        if connection.vendor == "postgresql" and self._server_side:
             prepare = f"PREPARE {self._name} AS {_numbered(sql)}"
             sql = (
                 f"EXECUTE {self._name} ({', '.join(['%s'] * len(params))})"
