@@ -5,40 +5,69 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('customers', '0002_identity_rules'),
+        ("customers", "0002_identity_rules"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='consent',
-            name='customer',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='consents', to='customers.customer'),
+            model_name="consent",
+            name="customer",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="consents",
+                to="customers.customer",
+            ),
         ),
         migrations.AlterField(
-            model_name='consentstate',
-            name='customer',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='consent_states', to='customers.customer'),
+            model_name="consentstate",
+            name="customer",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="consent_states",
+                to="customers.customer",
+            ),
         ),
         migrations.AlterField(
-            model_name='conversation',
-            name='customer',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='conversations', to='customers.customer'),
+            model_name="conversation",
+            name="customer",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="conversations",
+                to="customers.customer",
+            ),
         ),
         migrations.AlterField(
-            model_name='customerchannelstat',
-            name='customer',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='channel_stats', to='customers.customer'),
+            model_name="customerchannelstat",
+            name="customer",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="channel_stats",
+                to="customers.customer",
+            ),
         ),
         migrations.AlterField(
-            model_name='identity',
-            name='customer',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='identities', to='customers.customer'),
+            model_name="identity",
+            name="customer",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="identities",
+                to="customers.customer",
+            ),
         ),
         migrations.AlterField(
-            model_name='touchpoint',
-            name='customer',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='touchpoints', to='customers.customer'),
+            model_name="touchpoint",
+            name="customer",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="touchpoints",
+                to="customers.customer",
+            ),
         ),
     ]
