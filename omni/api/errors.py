@@ -39,6 +39,13 @@ ErrorSerializer = inline_serializer(
     },
 )
 
+# Error responses as views declare them in the OpenAPI schema.
+READ_ERRORS = {401: ErrorSerializer, 403: ErrorSerializer}
+LIST_ERRORS = {400: ErrorSerializer, **READ_ERRORS}
+WRITE_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer}
+NOT_FOUND = {404: ErrorSerializer}
+IDEMPOTENCY_ERRORS = {409: ErrorSerializer, 422: ErrorSerializer}
+
 
 def error_body(code: str, message: str, details=None) -> dict:
     return {"code": code, "message": message, "details": details or {}}

@@ -14,6 +14,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
+from omni.api.permissions import request_source
 from omni.services import idempotency_claim, idempotency_complete
 
 HEADER = "Idempotency-Key"
@@ -37,15 +38,6 @@ class _Replay(Exception):
         self.record = record
 
 
-def _principal(request) -> str:
-    from omni.api.permissions import request_client
-
-    client = request_client(request)
-    if client is not None:
-        return f"client:{client.pk}"
-    return f"user:{request.user.pk}"
-
-
 class IdempotentMixin:
     idempotent_methods = ("POST",)
 
@@ -60,7 +52,7 @@ class IdempotentMixin:
         body = request._request.body
         fingerprint = hashlib.sha256(b"%s\n%s" % (request.content_type.encode(), body)).hexdigest()
         claim = idempotency_claim(
-            principal=_principal(request),
+            principal=request_source(request),
             key=key,
             method=request.method,
             # Routes match with and without the trailing slash: one key, one path.

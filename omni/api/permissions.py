@@ -7,6 +7,18 @@ def request_client(request) -> ApiClient | None:
     return request.auth if isinstance(request.auth, ApiClient) else None
 
 
+def request_source(request) -> str:
+    """Who sends a request, as recorded on ledgers, events, batches and idempotency keys:
+    ``client:<pk>`` for an API client, ``user:<pk>`` for staff."""
+    client = request_client(request)
+    return f"client:{client.pk}" if client is not None else f"user:{request.user.pk}"
+
+
+def request_actor(request):
+    """The staff user behind a request, or None for an API client."""
+    return None if request_client(request) is not None else request.user
+
+
 class IsStaffOrApiClient(permissions.BasePermission):
     """Staff (session) may do anything; API clients read, and write when granted write access."""
 
