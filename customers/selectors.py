@@ -3,8 +3,10 @@
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from omni.exceptions import NotFound
+
 from .identifiers import guess_identifiers, keys_q
-from .models import ConsentState, ConsentStatus, Customer, Identity, Touchpoint
+from .models import ConsentState, ConsentStatus, Customer, CustomerMerge, Identity, Touchpoint
 
 
 def customers_matching(text: str) -> QuerySet:
@@ -19,6 +21,47 @@ def customers_matching(text: str) -> QuerySet:
     return Customer.objects.filter(pk__in=sorted(ids))
 
 
+def survivor_of(customer_id: int) -> int | None:
+    """The customer a (possibly merged) id now belongs to, or None if it never existed or was
+    deleted. Follows chains of merges."""
+    seen = set()
+    while customer_id not in seen:
+        seen.add(customer_id)
+        if Customer.objects.filter(pk=customer_id).exists():
+            return customer_id
+        nxt = (
+            CustomerMerge.objects.filter(merged_customer_id=customer_id)
+            .values_list("survivor_id", flat=True)
+            .first()
+        )
+        if nxt is None:
+            return None
+        customer_id = nxt
+    return None
+
+
+def customer_not_found(pk) -> NotFound:
+    """The error for a customer id that has no row: ``customer_merged`` naming the survivor
+    when it was merged away, else ``not_found``."""
+    survivor = survivor_of(int(pk))
+    if survivor is not None and survivor != int(pk):
+        return NotFound(
+            f"Customer {pk} was merged into customer {survivor}; use that id.",
+            code="customer_merged",
+            extra={"survivor": survivor},
+        )
+    return NotFound(f"No customer {pk}.")
+
+
+def customer_get(pk, queryset=None) -> Customer:
+    """The customer ``pk`` (from ``queryset`` when given), or ``customer_not_found``."""
+    queryset = Customer.objects.all() if queryset is None else queryset
+    customer = queryset.filter(pk=pk).first()
+    if customer is None:
+        raise customer_not_found(pk)
+    return customer
+
+
 def customer_timeline(customer_id: int) -> QuerySet:
     """The customer's touchpoints across channels, newest first (served by the timeline
     index)."""
@@ -29,7 +72,9 @@ def consent_current(customer_id: int) -> dict[int, ConsentState]:
     """The current consent per messaging channel id."""
     return {
         state.channel_id: state
-        for state in ConsentState.objects.filter(customer_id=customer_id).select_related("channel")
+        for state in ConsentState.objects.filter(customer_id=customer_id).select_related(
+            "channel", "consent"
+        )
     }
 
 

@@ -88,7 +88,8 @@ def consent_record(
         recorded_at=now,
         recorded_by=actor if actor is not None and actor.is_authenticated else None,
     )
-    _state_upsert(customer.pk, consent)
+    # Whether this decision is now the current one (a late record of an older one is not).
+    consent.is_current = _state_upsert(customer.pk, consent)
     from .touchpoints import touchpoint_record
 
     touchpoint_record(

@@ -18,7 +18,7 @@ from customers.models import (
     MessageDirection,
     TouchpointKind,
 )
-from omni.exceptions import Conflict, ValidationFailed
+from omni.exceptions import Conflict, NotFound, ValidationFailed
 from omni.formats import parse_past_time
 from omni.models import Channel
 from omni.services import outbox_emit
@@ -118,6 +118,12 @@ def conversation_message_add(
             .first()
         )
         if existing is not None:
+            if existing.conversation.customer_id != customer.pk:
+                raise Conflict(
+                    f"Message {external_id} from {source} was recorded for another customer.",
+                    code="external_id_reused",
+                    extra={"external_id": ["Already used for another customer's message."]},
+                )
             return existing, False
     thread = _pick_conversation(customer, conversation, now)
     if thread is None:
@@ -169,6 +175,64 @@ def conversation_message_add(
             payload={"message": message.pk, "channel": channel.code, "customer": customer.pk},
         )
     return message, True
+
+
+@transaction.atomic
+def conversation_message_receive(
+    *,
+    identifiers,
+    channel: Channel,
+    body: str,
+    source: str,
+    customer_id: int | None = None,
+    external_id: str = "",
+    sent_at=None,
+    subject: str = "",
+    conversation_id: int | None = None,
+    direction: str = MessageDirection.INBOUND,
+    actor=None,
+) -> tuple[ConversationMessage, bool]:
+    """A message from an integrator (social, email, chat): its sender is found by her
+    identifiers or customer id through identity resolution, then the message joins her
+    conversation. A message recorded already (same sender and ``external_id``) is returned as it
+    is, before anyone is resolved: a replay creates, attaches and merges nothing."""
+    from .resolution import customer_resolve
+
+    source = (source or "")[:80]
+    external_id = (external_id or "").strip()
+    if external_id:
+        existing = (
+            ConversationMessage.objects.select_related("conversation")
+            .filter(source=source, external_id=external_id)
+            .first()
+        )
+        if existing is not None:
+            return existing, False
+    conversation = None
+    if conversation_id is not None:
+        conversation = Conversation.objects.filter(pk=conversation_id).first()
+        if conversation is None:
+            raise NotFound(
+                f"No conversation {conversation_id}.",
+                extra={"conversation": [f"Unknown conversation {conversation_id}."]},
+            )
+    customer, _ = customer_resolve(
+        identifiers=identifiers, customer_id=customer_id, source=source, actor=actor
+    )
+    # Staff posting an answer through the API are its author; integrators' messages have none.
+    author = actor if direction == MessageDirection.OUTBOUND else None
+    return conversation_message_add(
+        customer=customer,
+        channel=channel,
+        body=body,
+        source=source,
+        direction=direction,
+        external_id=external_id,
+        sent_at=sent_at,
+        subject=subject,
+        conversation=conversation,
+        author=author,
+    )
 
 
 def conversation_reply(*, conversation: Conversation, channel: Channel, body: str, author):

@@ -62,11 +62,15 @@ def identity_remove(*, identity: Identity) -> None:
 @transaction.atomic
 def blocked_identifier_add(*, kind: str, value: str, reason: str = "") -> BlockedIdentifier:
     """Block a value: it identifies no one from now on. Identities that already hold it are
-    removed, so it stops joining events to those customers."""
+    removed, so it stops joining events to those customers; ``unlinked`` on the result lists
+    the ids of those customers. The value's lock is taken first, so a resolution running now
+    either finished before (and its identity is removed here) or sees the block."""
     value = _normalized(kind, value)
+    identifiers_lock([(kind, value)])
     blocked, _ = BlockedIdentifier.objects.get_or_create(
         kind=kind, value=value, defaults={"reason": reason[:200]}
     )
-    identifiers_lock([(kind, value)])
-    Identity.objects.filter(kind=kind, value=value).delete()
+    holders = Identity.objects.filter(kind=kind, value=value)
+    blocked.unlinked = sorted(holders.values_list("customer_id", flat=True))
+    holders.delete()
     return blocked

@@ -175,6 +175,15 @@ def merge_locked(
     return record
 
 
+# How many customers one merge takes: staff pick them by hand, integrators name them.
+MAX_MERGE = 20
+
+
+def merge_survivor(customers):
+    """The customer a merge keeps: the oldest profile (the first created; ties by id)."""
+    return min(customers, key=lambda c: (c.created_at, c.pk))
+
+
 @transaction.atomic
 def customer_merge(
     *, customers, reason: str = "Merged by staff", source: str = "", actor=None
@@ -185,6 +194,12 @@ def customer_merge(
         raise ValidationFailed(
             "Choose at least two customers to merge.",
             extra={"customers": ["At least two different customers."]},
+        )
+    if len(ids) > MAX_MERGE:
+        raise ValidationFailed(
+            f"A merge takes at most {MAX_MERGE} customers; {len(ids)} were chosen.",
+            code="too_many_customers",
+            extra={"customers": [f"At most {MAX_MERGE}."]},
         )
     locked = customer_lock(ids)
     missing = sorted(set(ids) - {c.pk for c in locked})
@@ -200,8 +215,8 @@ def customer_merge(
             code="customer_erased",
             extra={"customers": [f"Customer {pk} was erased." for pk in erased]},
         )
-    ordered = sorted(locked, key=lambda c: (c.created_at, c.pk))
-    survivor, others = ordered[0], ordered[1:]
+    survivor = merge_survivor(locked)
+    others = sorted((c for c in locked if c.pk != survivor.pk), key=lambda c: (c.created_at, c.pk))
     records = [
         merge_locked(survivor=survivor, merged=other, reason=reason, source=source, actor=actor)
         for other in others

@@ -17,6 +17,19 @@ from .common import customer_lock
 EDITABLE = (*PROFILE_FIELDS, "preferred_channel")
 
 
+def profile_clean(data: dict) -> dict:
+    """Profile fields checked and converted (locations and channels by code); any wrong or
+    unknown field refuses them all with every error by field."""
+    clean, errors = _clean(data)
+    if errors:
+        raise ValidationFailed(
+            "The profile was not changed: "
+            + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()),
+            extra=errors,
+        )
+    return clean
+
+
 def _clean(data: dict) -> tuple[dict, dict]:
     errors, clean = {}, {}
     unknown = sorted(set(data) - set(EDITABLE))
@@ -69,23 +82,30 @@ def _clean(data: dict) -> tuple[dict, dict]:
     return clean, errors
 
 
-def _apply(customer: Customer, clean: dict, at) -> list[str]:
+def profile_apply(customer: Customer, clean: dict, at) -> list[str]:
+    """Set the cleaned fields on ``customer`` (not saved) and return those that changed. Only
+    a changed field gets a new time in ``field_times``: sending a whole profile again must not
+    make its old values look newest to a later merge."""
     stamp = at.astimezone(UTC).isoformat()
     times = dict(customer.field_times or {})
     changed = []
     for name, value in clean.items():
         if name == "preferred_channel":
-            customer.preferred_channel = value
-            customer.preferred_channel_source = (
-                PreferenceSource.CUSTOMER if value is not None else PreferenceSource.INFERRED
-            )
-            times[name] = stamp
-            changed += ["preferred_channel", "preferred_channel_source"]
+            source = PreferenceSource.CUSTOMER if value is not None else PreferenceSource.INFERRED
+            channel_id = value.pk if value is not None else None
+            if (customer.preferred_channel_id, customer.preferred_channel_source) != (
+                channel_id,
+                source,
+            ):
+                customer.preferred_channel = value
+                customer.preferred_channel_source = source
+                times[name] = stamp
+                changed.append(name)
             continue
         if getattr(customer, name) != value:
             setattr(customer, name, value)
+            times[name] = stamp
             changed.append(name)
-        times[name] = stamp
     customer.field_times = times
     return changed
 
@@ -93,27 +113,24 @@ def _apply(customer: Customer, clean: dict, at) -> list[str]:
 @transaction.atomic
 def customer_update(*, customer: Customer, data: dict, actor=None, at=None) -> Customer:
     """Change profile fields (names, persona attributes, language, time zone, home store,
-    preferred channel). Unknown or invalid fields refuse the whole change."""
-    clean, errors = _clean(data)
-    if errors:
-        raise ValidationFailed(
-            "The profile was not changed: "
-            + "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()),
-            extra=errors,
-        )
+    preferred channel). Unknown or invalid fields refuse the whole change. The returned
+    customer's ``changed_fields`` lists the fields whose value changed."""
+    clean = profile_clean(data)
     locked = customer_lock([customer.pk])
     if not locked:
         raise Conflict(f"Customer {customer.pk} no longer exists (merged?).", code="customer_gone")
     current = locked[0]
     if current.erased_at is not None:
         raise Conflict("This customer was erased.", code="customer_erased")
-    _apply(current, clean, at or timezone.now())
-    current.save()
-    if "preferred_channel" in clean and clean["preferred_channel"] is None:
+    changed = profile_apply(current, clean, at or timezone.now())
+    if changed:
+        current.save()
+    if "preferred_channel" in changed and clean["preferred_channel"] is None:
         from .stats import preferred_channel_infer
 
         preferred_channel_infer(customer_ids=[current.pk])
         current.refresh_from_db()
+    current.changed_fields = changed
     return current
 
 
@@ -161,6 +178,6 @@ def customer_create(
     now = timezone.now()
     resolution = identities_resolve(requests=requests, source=source, seen_at=now, actor=actor)
     customer = Customer.objects.get(pk=resolution.customer_ids[0])
-    _apply(customer, clean, now)
+    profile_apply(customer, clean, now)
     customer.save()
     return customer

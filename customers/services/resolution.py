@@ -17,6 +17,7 @@ from django.db import transaction
 
 from customers.identifiers import Identifier, keys_q
 from customers.models import Customer, CustomerMerge, Identity
+from customers.selectors import survivor_of
 from omni.exceptions import Conflict, NotFound
 
 from .common import blocked_keys, customer_lock, identifiers_lock, merge_kinds
@@ -37,10 +38,13 @@ class Resolution:
     attached: int = 0
 
 
-def drop_blocked(requests: list[ResolveRequest]) -> tuple[list[ResolveRequest], list[int]]:
+def drop_blocked(
+    requests: list[ResolveRequest], *, blocked: set | None = None
+) -> tuple[list[ResolveRequest], list[int]]:
     """The requests without blocked identifiers, and the indexes of those left with nothing to
     identify the customer by."""
-    blocked = blocked_keys(i.key for r in requests for i in r.identifiers)
+    if blocked is None:
+        blocked = blocked_keys(i.key for r in requests for i in r.identifiers)
     if not blocked:
         empty = [n for n, r in enumerate(requests) if not r.identifiers and r.customer_id is None]
         return requests, empty
@@ -51,25 +55,6 @@ def drop_blocked(requests: list[ResolveRequest]) -> tuple[list[ResolveRequest], 
             empty.append(index)
         kept.append(ResolveRequest(identifiers, request.customer_id))
     return kept, empty
-
-
-def survivor_of(customer_id: int) -> int | None:
-    """The customer a (possibly merged) id now belongs to, or None if it never existed or was
-    deleted."""
-    seen = set()
-    while customer_id not in seen:
-        seen.add(customer_id)
-        if Customer.objects.filter(pk=customer_id).exists():
-            return customer_id
-        nxt = (
-            CustomerMerge.objects.filter(merged_customer_id=customer_id)
-            .values_list("survivor_id", flat=True)
-            .first()
-        )
-        if nxt is None:
-            return None
-        customer_id = nxt
-    return None
 
 
 def _owners(keys) -> dict[tuple[str, str], tuple[int, int, bool]]:
@@ -92,13 +77,29 @@ def identities_resolve(
     seen_at: datetime,
     reason: str = "Shared identifier",
     actor=None,
+    stamp_seen: bool = True,
 ) -> Resolution:
     """Resolve every request to a customer id (see the module). Blocked identifiers must have
-    been dropped (``drop_blocked``); each request needs an identifier or a customer id."""
+    been dropped (``drop_blocked``); each request needs an identifier or a customer id.
+    Customers created are first and last seen at ``seen_at`` unless ``stamp_seen`` is off (the
+    caller then sets those times, as ingest does from the events)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("identities_resolve must run inside a transaction")
     keys = {i.key for r in requests for i in r.identifiers}
     identifiers_lock(keys)
+    # Callers dropped blocked values while validating; one blocked since (its block waits for
+    # these locks) is dropped here too, so a blocked value is never attached.
+    blocked = blocked_keys(keys)
+    if blocked:
+        requests, empty = drop_blocked(requests, blocked=blocked)
+        if empty:
+            raise Conflict(
+                "An identifier was blocked while this request ran; nothing identifies the "
+                "customer any more.",
+                code="identifiers_blocked",
+                extra={"identifiers": ["Every identifier given is blocked."]},
+            )
+        keys -= blocked
     given = {r.customer_id for r in requests if r.customer_id is not None}
     explicit = _survivors(given)
     # Read the owners, lock them, and read again: a staff merge that moved identities meanwhile
@@ -124,7 +125,7 @@ def identities_resolve(
             code="customer_erased",
             extra={"customer": [f"Customer {pk} was erased." for pk in erased]},
         )
-    return _resolve(requests, owners, locked, explicit, source, seen_at, reason, actor)
+    return _resolve(requests, owners, locked, explicit, source, seen_at, reason, actor, stamp_seen)
 
 
 def _survivors(given) -> dict[int, int]:
@@ -141,7 +142,9 @@ def _survivors(given) -> dict[int, int]:
     return explicit
 
 
-def _resolve(requests, owners, locked, explicit, source, seen_at, reason, actor) -> Resolution:
+def _resolve(
+    requests, owners, locked, explicit, source, seen_at, reason, actor, stamp_seen
+) -> Resolution:
     mergeable = merge_kinds()
     parent: dict[tuple, tuple] = {}
     virtual = 0
@@ -206,12 +209,17 @@ def _resolve(requests, owners, locked, explicit, source, seen_at, reason, actor)
     # New customers for the virtual roots (in order of first appearance).
     resolution = Resolution(customer_ids=[])
     final: dict[tuple, int] = {}
-    virtual_roots = sorted({find(("v", n)) for n in range(1, virtual + 1)} - {None})
-    virtual_roots = [root for root in virtual_roots if root[0] == "v"]
+    virtual_roots = sorted(
+        root for root in {find(("v", n)) for n in range(1, virtual + 1)} if root[0] == "v"
+    )
     if virtual_roots:
         created = Customer.objects.bulk_create(
             [
-                Customer(created_at=seen_at, first_seen_at=seen_at, last_seen_at=seen_at)
+                Customer(
+                    created_at=seen_at,
+                    first_seen_at=seen_at if stamp_seen else None,
+                    last_seen_at=seen_at if stamp_seen else None,
+                )
                 for _ in virtual_roots
             ]
         )
@@ -248,10 +256,9 @@ def _resolve(requests, owners, locked, explicit, source, seen_at, reason, actor)
                     first_seen_at=seen_at,
                 )
                 for key, identifier in new_identities.items()
-                if key not in owners
             ]
         )
-        resolution.attached = sum(1 for key in new_identities if key not in owners)
+        resolution.attached = len(new_identities)
     if verify:
         Identity.objects.filter(pk__in=verify).update(verified=True)
     resolution.customer_ids = [final_id(target) for target in targets]
@@ -265,13 +272,19 @@ def customer_resolve(
     source: str,
     customer_id: int | None = None,
     seen_at: datetime | None = None,
+    profile: dict | None = None,
     actor=None,
 ) -> tuple[Customer, Resolution]:
-    """Resolve one set of identifiers to its customer (created, found or merged)."""
+    """Resolve one set of identifiers to its customer (created, found or merged) and, with
+    ``profile``, change her profile fields: a profile that is refused refuses the whole call
+    before anyone is created or merged."""
     from django.utils import timezone
 
     from omni.exceptions import ValidationFailed
 
+    from .profile import profile_apply, profile_clean
+
+    clean = profile_clean(profile) if profile else {}
     if not identifiers and customer_id is None:
         raise ValidationFailed(
             "Give an identifier or a customer id.",
@@ -284,7 +297,11 @@ def customer_resolve(
             code="identifiers_blocked",
             extra={"identifiers": ["Every identifier given is blocked."]},
         )
+    now = timezone.now()
     resolution = identities_resolve(
-        requests=requests, source=source, seen_at=seen_at or timezone.now(), actor=actor
+        requests=requests, source=source, seen_at=seen_at or now, actor=actor
     )
-    return Customer.objects.get(pk=resolution.customer_ids[0]), resolution
+    customer = Customer.objects.get(pk=resolution.customer_ids[0])
+    if clean and profile_apply(customer, clean, now):
+        customer.save()
+    return customer, resolution

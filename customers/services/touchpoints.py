@@ -233,12 +233,31 @@ _INSERT = """
 """
 
 
-def _insert(touchpoints: list[Touchpoint], source: str, now) -> set[str]:
+def _insert(events: list[Event], customer_ids: list[int], source: str, now) -> set[str]:
     """Insert the touchpoints, skipping events already recorded (a replay running at the same
-    time); returns the event ids this call inserted, so that only those count in the stats."""
+    time); returns the event ids this call inserted, so that only those count in the stats.
+    On PostgreSQL one ``INSERT ... SELECT FROM unnest(...)`` per 1,000 events, straight from
+    the parsed events (no model instances on this hot path)."""
     if connection.vendor != "postgresql":  # SQLite serialises writers: nothing can race
-        Touchpoint.objects.bulk_create(touchpoints, batch_size=1000, ignore_conflicts=True)
-        return {t.event_id for t in touchpoints}
+        Touchpoint.objects.bulk_create(
+            [
+                Touchpoint(
+                    customer_id=customer_id,
+                    channel_id=e.channel_id,
+                    kind=e.kind,
+                    occurred_at=e.occurred_at,
+                    location_id=e.location_id,
+                    properties=e.properties,
+                    source=source,
+                    event_id=e.event_id,
+                    received_at=now,
+                )
+                for e, customer_id in zip(events, customer_ids, strict=True)
+            ],
+            batch_size=1000,
+            ignore_conflicts=True,
+        )
+        return {e.event_id for e in events}
     meta = Touchpoint._meta
     names = [
         "customer",
@@ -257,20 +276,20 @@ def _insert(touchpoints: list[Touchpoint], source: str, now) -> set[str]:
     )
     inserted = set()
     with connection.cursor() as cursor:
-        for start in range(0, len(touchpoints), 1000):
-            chunk = touchpoints[start : start + 1000]
+        for start in range(0, len(events), 1000):
+            chunk = events[start : start + 1000]
             cursor.execute(
                 sql,
                 [
                     source,
                     now,
-                    [t.customer_id for t in chunk],
-                    [t.channel_id for t in chunk],
-                    [t.kind for t in chunk],
-                    [t.occurred_at for t in chunk],
-                    [t.location_id for t in chunk],
-                    [json.dumps(t.properties) for t in chunk],
-                    [t.event_id for t in chunk],
+                    customer_ids[start : start + 1000],
+                    [e.channel_id for e in chunk],
+                    [e.kind for e in chunk],
+                    [e.occurred_at for e in chunk],
+                    [e.location_id for e in chunk],
+                    [json.dumps(e.properties) for e in chunk],
+                    [e.event_id for e in chunk],
                 ],
             )
             inserted.update(row[0] for row in cursor.fetchall())
@@ -280,24 +299,7 @@ def _insert(touchpoints: list[Touchpoint], source: str, now) -> set[str]:
 def _write(events: list[Event], customer_ids: list[int], source: str, now) -> set[str]:
     """Insert the touchpoints and move the statistics by those actually inserted; the
     customers must be locked. Returns the event ids inserted."""
-    inserted = _insert(
-        [
-            Touchpoint(
-                customer_id=customer_id,
-                channel_id=e.channel_id,
-                kind=e.kind,
-                occurred_at=e.occurred_at,
-                location_id=e.location_id,
-                properties=e.properties,
-                source=source,
-                event_id=e.event_id,
-                received_at=now,
-            )
-            for e, customer_id in zip(events, customer_ids, strict=True)
-        ],
-        source,
-        now,
-    )
+    inserted = _insert(events, customer_ids, source, now)
     usage: dict[int, Usage] = {}
     channel_usage: dict[tuple[int, int], list] = {}
     for e, customer_id in zip(events, customer_ids, strict=True):
@@ -344,14 +346,11 @@ def touchpoints_ingest(*, source: str, events: list, now: datetime | None = None
         if not fresh:
             result.customers = [None] * len(parsed)
             return result
+        # New customers were first and last seen at their events (the stats set them), not
+        # when the batch arrived.
         resolution = identities_resolve(
-            requests=[e.request for e in fresh], source=source, seen_at=now
+            requests=[e.request for e in fresh], source=source, seen_at=now, stamp_seen=False
         )
-        if resolution.created:
-            # New customers were first and last seen at their events, not when they arrived.
-            Customer.objects.filter(pk__in=resolution.created).update(
-                first_seen_at=None, last_seen_at=None
-            )
         inserted = _write(fresh, resolution.customer_ids, source, now)
         result.created = len(inserted)
         result.duplicates = len(parsed) - len(inserted)
@@ -387,7 +386,9 @@ def touchpoint_record(
         if Touchpoint.objects.filter(source=source, event_id=event_id).exists():
             return
         properties = properties or {}
-        amount, _ = _amount(properties)
+        amount, amount_error = _amount(properties)
+        if amount_error:
+            raise ValueError(amount_error)
         event = Event(
             event_id=event_id,
             kind=kind,

@@ -70,7 +70,7 @@ def assert_every_identity_on_a_live_customer():
 
 
 def test_identities_resolve_needs_a_transaction():
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="^identities_resolve must run inside a transaction$"):
         identities_resolve(
             requests=[ResolveRequest([I("email", "a@example.com")])], source="t", seen_at=at()
         )

@@ -2,9 +2,11 @@
 moved from social media to email, segments) and the hourly segment count task."""
 
 import io
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from customers import tasks
@@ -44,7 +46,8 @@ def test_camilles_app_web_and_store_journey_is_one_customer(demo):
         ("web_cookie", "ck-camille"),
     ]
     kinds = set(camille.channel_stats.values_list("channel__kind", flat=True))
-    assert {"app", "web", "store_pos"} <= kinds
+    # The journey (app, web, store) plus her consents (email, SMS) and conversation (DM).
+    assert kinds == {"app", "web", "store_pos", "email", "sms", "social_dm"}
     assert camille.lifetime_orders == 1
     assert str(camille.lifetime_revenue) == "89.90"
     assert "Demo customers loaded" in demo
@@ -80,24 +83,39 @@ def test_the_open_conversation_moved_from_social_to_email(demo):
 
 def test_segments_are_counted_and_a_second_load_adds_nothing(demo):
     counts = dict(Segment.objects.values_list("name", "member_count"))
-    assert len(counts) == 3
+    # The demo population is seeded, so its segments hold known numbers of customers.
+    assert counts == {
+        "Web shoppers reachable by email": 119,
+        "Big spenders": 27,
+        "Lapsed buyers (no purchase in 60 days)": 20,
+    }
     for segment in Segment.objects.all():
         assert counts[segment.name] == segment_queryset(segment).count()
-    customers = Customer.objects.count()
+    assert Customer.objects.count() == 202
 
     call_command("load_demo", "--products", "40", stdout=io.StringIO())
 
-    assert Customer.objects.count() == customers
+    assert Customer.objects.count() == 202
+    assert dict(Segment.objects.values_list("name", "member_count")) == counts
 
 
 def test_the_segment_task_stores_counts(channels):
+    now = timezone.now()
+    recent = Customer.objects.create(created_at=now, last_seen_at=now - timedelta(days=1))
+    Customer.objects.create(created_at=now, last_seen_at=now - timedelta(days=40))
+    Customer.objects.create(
+        created_at=now, last_seen_at=now - timedelta(days=1), erased_at=now - timedelta(hours=1)
+    )
     segment = Segment.objects.create(name="Everyone seen")
     SegmentRule.objects.create(segment=segment, kind=SegmentRuleKind.SEEN_WITHIN, days=30)
 
     assert tasks.refresh_segments.delay().get() == {"segments": 1}
     segment.refresh_from_db()
-    assert segment.member_count == 0
+    # Only the recent one: the lapsed one is outside 30 days, the erased one never counts.
+    assert list(segment_queryset(segment)) == [recent]
+    assert segment.member_count == 1
     assert segment.counted_at is not None
+    assert now <= segment.counted_at <= timezone.now()
 
 
 def test_the_segment_schedule_is_hourly_and_stored():

@@ -8,6 +8,7 @@ from customers.models import (
     BlockedIdentifier,
     Customer,
     CustomerChannelStat,
+    CustomerMerge,
     Identity,
     PreferenceSource,
     Touchpoint,
@@ -131,6 +132,18 @@ def test_a_batch_merges_known_customers(channels, make_customer):
     assert (result.created, result.new_customers, result.merges) == (1, 0, 1)
     assert result.customers == [old.pk]
     assert not Customer.objects.filter(pk=young.pk).exists()
+    # The merged customer's identity moved to the survivor, who also got the event.
+    assert keys_of(old) == {("email", "ana@example.com"), ("phone", "+33612345678")}
+    assert Identity.objects.count() == 2
+    assert list(Touchpoint.objects.values_list("event_id", "customer_id")) == [("e1", old.pk)]
+    merge = CustomerMerge.objects.get()
+    assert (merge.survivor_id, merge.merged_customer_id, merge.reason, merge.source) == (
+        old.pk,
+        young.pk,
+        "Shared identifier",
+        "client:1",
+    )
+    assert merge.moved == {"customers.Identity": 1}
 
 
 def test_an_event_may_name_its_customer_even_a_merged_one(channels, make_customer):
@@ -503,6 +516,29 @@ def test_unknown_and_erased_customers_are_refused_by_index(channels, make_custom
     }
     assert Touchpoint.objects.count() == 0
     assert Identity.objects.count() == 0
+
+
+def test_a_merged_id_whose_survivor_was_erased_is_refused_by_index(channels, make_customer):
+    old = make_customer(("email", "old@example.com"), created_at=at(-60))
+    young = make_customer(("phone", "+33612345678"), created_at=at(-6))
+    customer_merge(customers=[old, young])
+    customer_erase(customer=old, source="test")
+
+    with pytest.raises(ValidationFailed) as error:
+        ingest(
+            [
+                event("e1"),
+                event("e2", identifiers=..., customer=young.pk),
+            ]
+        )
+
+    assert error.value.code == "invalid_batch"
+    assert error.value.extra == {
+        "events": {"1": {"customer": [f"Customer {young.pk} was erased."]}}
+    }
+    assert Touchpoint.objects.count() == 0
+    assert Identity.objects.count() == 0
+    assert list(Customer.objects.values_list("pk", flat=True)) == [old.pk]
 
 
 def test_an_event_identified_only_by_blocked_values_is_refused(channels):

@@ -55,6 +55,9 @@ def ana(make_customer, channels, staff_user):
         last_name="Silva",
         city="Lyon",
         gender="female",
+        age_range="25_34",
+        language="pt-BR",
+        time_zone="Europe/Lisbon",
     )
     duplicate = make_customer(("loyalty_card", "AB1234"), created_at=at(-10), occupation="Nurse")
     customer_merge(customers=[ana, duplicate])
@@ -188,6 +191,8 @@ def test_export_of_a_merged_customer_is_refused(make_customer):
 
 
 def test_erase_removes_personal_data_and_keeps_the_row(ana, channels, staff_user):
+    assert (ana.age_range, ana.language, ana.time_zone) == ("25_34", "pt-BR", "Europe/Lisbon")
+
     summary = customer_erase(customer=ana, source="admin", actor=staff_user, reason="Asked")
 
     assert summary == {
@@ -218,11 +223,14 @@ def test_erase_removes_personal_data_and_keeps_the_row(ana, channels, staff_user
         row.city,
         row.gender,
         row.occupation,
+        row.age_range,
+        row.language,
+        row.time_zone,
         row.home_store_id,
         row.preferred_channel_id,
         row.preferred_channel_source,
         row.field_times,
-    ) == ("Erased", "", "", "", "", None, None, PreferenceSource.INFERRED, {})
+    ) == ("Erased", "", "", "", "", "", "", "", None, None, PreferenceSource.INFERRED, {})
     assert row.erased_at is not None
     # What orders and reports need stays, without the person.
     assert (row.lifetime_orders, row.lifetime_revenue) == (1, Decimal("59.90"))
@@ -279,7 +287,9 @@ def test_an_erased_customer_stays_erased(ana, channels):
     assert ConversationMessage.objects.count() == 0
     assert Identity.objects.count() == 0
     assert Touchpoint.objects.count() == 0
-    assert Customer.objects.get().first_name == "Erased"
+    assert Customer.objects.values_list(
+        "first_name", "age_range", "language", "time_zone"
+    ).get() == ("Erased", "", "", "")
 
 
 def test_her_old_identifiers_now_make_a_new_customer(ana):
