@@ -122,16 +122,22 @@ def customer_update(*, customer: Customer, data: dict, actor=None, at=None) -> C
     current = locked[0]
     if current.erased_at is not None:
         raise Conflict("This customer was erased.", code="customer_erased")
-    changed = profile_apply(current, clean, at or timezone.now())
+    return profile_save(current, clean, at or timezone.now())
+
+
+def profile_save(customer: Customer, clean: dict, at) -> Customer:
+    """Apply cleaned fields to a locked customer and save what changed; a preferred channel
+    given up by the customer is inferred from use again. Sets ``changed_fields``."""
+    changed = profile_apply(customer, clean, at)
     if changed:
-        current.save()
+        customer.save()
     if "preferred_channel" in changed and clean["preferred_channel"] is None:
         from .stats import preferred_channel_infer
 
-        preferred_channel_infer(customer_ids=[current.pk])
-        current.refresh_from_db()
-    current.changed_fields = changed
-    return current
+        preferred_channel_infer(customer_ids=[customer.pk])
+        customer.refresh_from_db()
+    customer.changed_fields = changed
+    return customer
 
 
 @transaction.atomic

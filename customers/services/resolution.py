@@ -282,7 +282,7 @@ def customer_resolve(
 
     from omni.exceptions import ValidationFailed
 
-    from .profile import profile_apply, profile_clean
+    from .profile import profile_clean, profile_save
 
     clean = profile_clean(profile) if profile else {}
     if not identifiers and customer_id is None:
@@ -302,6 +302,6 @@ def customer_resolve(
         requests=requests, source=source, seen_at=seen_at or now, actor=actor
     )
     customer = Customer.objects.get(pk=resolution.customer_ids[0])
-    if clean and profile_apply(customer, clean, now):
-        customer.save()
+    if clean:
+        profile_save(customer, clean, now)
     return customer, resolution
