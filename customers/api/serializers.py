@@ -27,11 +27,11 @@ from customers.models import (
     TouchpointKind,
 )
 from customers.segments import rule_description
+from customers.services import MAX_MERGE
 from customers.services.touchpoints import MAX_EVENTS
 
 MAX_IDENTIFIERS = 50
 MAX_ID = 2**63 - 1  # ids are bigints
-MAX_MERGE = 20
 
 
 def _one_of(values) -> str:
@@ -65,6 +65,30 @@ class ObjectListField(serializers.ListField):
         if self.max_length is not None and len(data) > self.max_length:
             self.fail("max_length", max_length=self.max_length)
         return data
+
+
+class CustomerIdField(serializers.IntegerField):
+    """A customer id an integrator kept: a JSON whole number of a bigint's range. A string of
+    digits (``"12"``) and a boolean are refused, so every body that names a customer takes the
+    same ids."""
+
+    INVALID = "A customer id (a whole number)."
+    default_error_messages = {
+        "invalid": INVALID,
+        "min_value": INVALID,
+        "max_value": INVALID,
+        "max_string_length": INVALID,
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_null", True)
+        super().__init__(min_value=1, max_value=MAX_ID, **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 # --- Identifiers and profiles -----------------------------------------------------------------
@@ -127,12 +151,9 @@ class CustomerResolveInputSerializer(CustomerProfileInputSerializer):
         max_length=MAX_IDENTIFIERS,
         help_text="What the channel knows the customer by. Required without `customer`.",
     )
-    customer = serializers.IntegerField(
-        required=False,
-        allow_null=True,
-        min_value=1,
-        max_value=MAX_ID,
-        help_text="A customer id you kept (a merged id leads to the customer it joined).",
+    customer = CustomerIdField(
+        help_text="A customer id you kept (a merged id leads to the customer it joined); "
+        "required without `identifiers`."
     )
 
 
@@ -323,8 +344,9 @@ class ConversationMessageInputSerializer(serializers.Serializer):
         max_length=MAX_IDENTIFIERS,
         help_text="Who wrote (or is written to); required without `customer`.",
     )
-    customer = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=MAX_ID
+    customer = CustomerIdField(
+        help_text="A customer id you kept (a merged id leads to the customer it joined); "
+        "required without `identifiers`."
     )
     channel = serializers.CharField(max_length=40, help_text="Channel code.")
     body = serializers.CharField(trim_whitespace=False, allow_blank=True)

@@ -30,16 +30,17 @@ from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.renderers import JSONRenderer
 from rest_framework.views import APIView
 
 from customers.api.filters import TimelineFilter
 from customers.api.serializers import TimelinePageOutputSerializer
 from customers.models import Customer, Touchpoint
+from customers.selectors import customer_not_found
 from inventory.models import Location
 from omni.api.authentication import CachedTokenMixin
-from omni.api.errors import ErrorSerializer
+from omni.api.errors import LIST_ERRORS, ErrorSerializer
 from omni.api.responses import rendered_now
 from omni.db import PreparedQuery
 from omni.exceptions import NotFound, ValidationFailed
@@ -283,10 +284,13 @@ class CustomerTimelineView(CachedTokenMixin, APIView):
         ],
         responses={
             200: TimelinePageOutputSerializer,
-            400: ErrorSerializer,
-            401: ErrorSerializer,
-            403: ErrorSerializer,
-            404: ErrorSerializer,
+            **LIST_ERRORS,
+            404: OpenApiResponse(
+                ErrorSerializer,
+                description="`not_found` (no such customer, or an invalid cursor), or "
+                "`customer_merged` when the id was merged into another customer "
+                "(`details.survivor` is that customer's id).",
+            ),
         },
     )
     def get(self, request, id):
@@ -301,9 +305,9 @@ class CustomerTimelineView(CachedTokenMixin, APIView):
         backwards = cursor is not None and cursor[2]
         if backwards:
             rows.reverse()
-        if not rows and cursor is None and not Customer.objects.filter(pk=customer).exists():
-            from customers.api.views import customer_not_found
-
+        # An empty page of an unknown or merged id is a 404, with a cursor or without (a
+        # cursor names a row, not the customer).
+        if not rows and not Customer.objects.filter(pk=customer).exists():
             raise customer_not_found(customer)
         # Going forward there is a page back whenever we came by a cursor; going back, a page
         # forward always, and one further back if the query found more.

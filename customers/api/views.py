@@ -4,17 +4,17 @@ service or selector, and render the result; every rule and every error comes fro
 services."""
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from customers import selectors
 from customers.api.filters import ConversationFilter, CustomerFilter
+from customers.api.permissions import IsStaffOrWriteClient
 from customers.api.serializers import (
     MAX_IDENTIFIERS,
     ConversationDetailOutputSerializer,
@@ -29,6 +29,7 @@ from customers.api.serializers import (
     CustomerDetailOutputSerializer,
     CustomerEraseInputSerializer,
     CustomerEraseOutputSerializer,
+    CustomerIdField,
     CustomerMergeInputSerializer,
     CustomerMergeOutputSerializer,
     CustomerOutputSerializer,
@@ -54,7 +55,7 @@ from customers.models import (
 from customers.segments import segment_queryset
 from customers.services import (
     consent_record,
-    conversation_message_add,
+    conversation_message_receive,
     conversation_update,
     customer_create,
     customer_erase,
@@ -64,19 +65,20 @@ from customers.services import (
     customer_update,
     touchpoints_ingest,
 )
-from customers.services.resolution import survivor_of
 from omni.api.authentication import CachedTokenMixin
-from omni.api.errors import ErrorSerializer
+from omni.api.errors import (
+    IDEMPOTENCY_ERRORS,
+    LIST_ERRORS,
+    NOT_FOUND,
+    READ_ERRORS,
+    WRITE_ERRORS,
+    ErrorSerializer,
+)
 from omni.api.idempotency import IDEMPOTENCY_PARAMETER, IdempotentMixin
-from omni.api.permissions import IsStaffOrApiClient, request_client
+from omni.api.permissions import request_actor, request_source
 from omni.exceptions import NotFound, ValidationFailed
 from omni.models import Channel
 
-READ_ERRORS = {401: ErrorSerializer, 403: ErrorSerializer}
-LIST_ERRORS = {400: ErrorSerializer, **READ_ERRORS}
-NOT_FOUND = {404: ErrorSerializer}
-WRITE_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer}
-IDEMPOTENCY_ERRORS = {409: ErrorSerializer, 422: ErrorSerializer}
 CUSTOMER_NOT_FOUND = {
     404: OpenApiResponse(
         ErrorSerializer,
@@ -94,18 +96,7 @@ CUSTOMER_CONFLICTS = {
 ID_REGEX = "[0-9]{1,18}"  # a bigint, so a long number is a 404 rather than a database error
 
 
-# --- Helpers: who calls, and what the body holds ----------------------------------------------
-
-
-def caller_source(request) -> str:
-    """The sender recorded on events and audit rows: ``client:<pk>`` or ``user:<pk>``."""
-    client = request_client(request)
-    return f"client:{client.pk}" if client is not None else f"user:{request.user.pk}"
-
-
-def caller_actor(request):
-    """The staff user behind a call, or None for an API client."""
-    return None if request_client(request) is not None else request.user
+# --- Helpers: what the body holds -------------------------------------------------------------
 
 
 def json_object(request) -> dict:
@@ -131,14 +122,19 @@ def identifiers_from_body(raw) -> list[Identifier]:
     return identifiers
 
 
-def customer_ref(raw, field: str = "customer") -> int | None:
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 < raw < 2**63:
+def sender_from_body(body: dict) -> tuple[list[Identifier], int | None]:
+    """Whom a body names: its ``identifiers`` (normalised, errors by index; none sent is an
+    empty list) and its ``customer`` id (as ``CustomerIdField`` takes it). Whether there is
+    an identifier or an id is the service's rule."""
+    try:
+        customer_id = CustomerIdField().run_validation(body.get("customer"))
+    except serializers.ValidationError as error:
         raise ValidationFailed(
-            "A customer id is a whole number.", extra={field: ["A customer id (a whole number)."]}
-        )
-    return raw
+            "A customer id is a whole number.",
+            extra={"customer": [str(message) for message in error.detail]},
+        ) from None
+    raw = body.get("identifiers")
+    return ([] if raw in (None, []) else identifiers_from_body(raw)), customer_id
 
 
 def channel_from_body(code: str, field: str = "channel") -> Channel:
@@ -148,26 +144,6 @@ def channel_from_body(code: str, field: str = "channel") -> Channel:
             f"No channel with code {code}.", extra={field: [f"Unknown channel {code}."]}
         )
     return channel
-
-
-def customer_not_found(pk) -> NotFound:
-    """404 for a customer id: ``customer_merged`` with the survivor when it was merged away."""
-    survivor = survivor_of(int(pk))
-    if survivor is not None and survivor != int(pk):
-        return NotFound(
-            f"Customer {pk} was merged into customer {survivor}; use that id.",
-            code="customer_merged",
-            extra={"survivor": survivor},
-        )
-    return NotFound(f"No customer {pk}.")
-
-
-def customer_or_404(pk, queryset=None) -> Customer:
-    queryset = Customer.objects.all() if queryset is None else queryset
-    customer = queryset.filter(pk=pk).first()
-    if customer is None:
-        raise customer_not_found(pk)
-    return customer
 
 
 def with_profile(queryset: QuerySet) -> QuerySet:
@@ -196,23 +172,6 @@ def customer_details() -> QuerySet:
 
 def customer_detail_data(pk) -> dict:
     return CustomerDetailOutputSerializer(customer_details().get(pk=pk)).data
-
-
-class IsStaffOrWriteClient(IsStaffOrApiClient):
-    """Personal data leaves only for staff and API clients with write access, whatever the
-    method."""
-
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        if user and user.is_authenticated and user.is_staff:
-            return True
-        client = request_client(request)
-        if client is None:
-            return False
-        if not client.can_write:
-            self.message = "Exporting or erasing personal data needs write access."
-            return False
-        return True
 
 
 # --- Customers --------------------------------------------------------------------------------
@@ -259,8 +218,8 @@ class CustomerViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet
         customer = customer_create(
             data={name: value for name, value in body.items() if name != "identifiers"},
             identifiers=identifiers,
-            source=caller_source(request),
-            actor=caller_actor(request),
+            source=request_source(request),
+            actor=request_actor(request),
         )
         return Response(customer_detail_data(customer.pk), status=status.HTTP_201_CREATED)
 
@@ -271,7 +230,7 @@ class CustomerViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet
         responses={200: CustomerDetailOutputSerializer, **READ_ERRORS, **CUSTOMER_NOT_FOUND},
     )
     def retrieve(self, request, pk=None):
-        customer = customer_or_404(pk, customer_details())
+        customer = selectors.customer_get(pk, customer_details())
         return Response(CustomerDetailOutputSerializer(customer).data)
 
     @extend_schema(
@@ -287,44 +246,37 @@ class CustomerViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet
         },
     )
     def partial_update(self, request, pk=None):
-        customer = customer_or_404(pk)
-        customer_update(customer=customer, data=json_object(request), actor=caller_actor(request))
+        customer = selectors.customer_get(pk)
+        customer_update(customer=customer, data=json_object(request), actor=request_actor(request))
         return Response(customer_detail_data(customer.pk))
 
     @extend_schema(
         summary="Find or create the customer behind identifiers",
         description="Known identifiers find their customer and new ones are attached to her; "
         "none known creates a customer; identifiers of several customers merge them into the "
-        "oldest. Profile fields sent are then set on her (all or nothing).",
+        "oldest. Profile fields sent are set on her; one refused refuses the whole call, before "
+        "anyone is created, attached or merged.",
         parameters=[IDEMPOTENCY_PARAMETER],
         request=CustomerResolveInputSerializer,
         responses={
             200: CustomerResolveOutputSerializer,
             **WRITE_ERRORS,
-            404: ErrorSerializer,
+            404: OpenApiResponse(ErrorSerializer, description="`not_found`: no such `customer`."),
             **CUSTOMER_CONFLICTS,
         },
     )
     @action(detail=False, methods=["post"])
     def resolve(self, request):
         body = json_object(request)
-        customer_id = customer_ref(body.get("customer"))
-        raw = body.get("identifiers")
-        if raw in (None, []) and customer_id is not None:
-            identifiers = []
-        else:
-            identifiers = identifiers_from_body(raw)
+        identifiers, customer_id = sender_from_body(body)
         profile = {k: v for k, v in body.items() if k not in ("identifiers", "customer")}
-        # One transaction: a refused profile leaves no new customer or merge behind.
-        with transaction.atomic():
-            customer, resolution = customer_resolve(
-                identifiers=identifiers,
-                customer_id=customer_id,
-                source=caller_source(request),
-                actor=caller_actor(request),
-            )
-            if profile:
-                customer_update(customer=customer, data=profile, actor=caller_actor(request))
+        customer, resolution = customer_resolve(
+            identifiers=identifiers,
+            customer_id=customer_id,
+            profile=profile or None,
+            source=request_source(request),
+            actor=request_actor(request),
+        )
         return Response(
             {
                 "customer": customer_detail_data(customer.pk),
@@ -355,8 +307,8 @@ class CustomerViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet
         survivor, records = customer_merge(
             customers=data["customers"],
             reason=data["reason"],
-            source=caller_source(request),
-            actor=caller_actor(request),
+            source=request_source(request),
+            actor=request_actor(request),
         )
         return Response(
             {
@@ -384,7 +336,7 @@ class CustomerViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet
     )
     @action(detail=True, methods=["get"])
     def consents(self, request, pk=None):
-        customer = customer_or_404(pk, Customer.objects.only("pk"))
+        customer = selectors.customer_get(pk, Customer.objects.only("pk"))
         return Response(self._consents(customer.pk))
 
     @extend_schema(
@@ -402,7 +354,7 @@ class CustomerViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet
     )
     @consents.mapping.post
     def consent_add(self, request, pk=None):
-        customer = customer_or_404(pk)
+        customer = selectors.customer_get(pk)
         serializer = CustomerConsentInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -410,10 +362,10 @@ class CustomerViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet
             customer=customer,
             channel=channel_from_body(data["channel"]),
             status=data["status"],
-            source=data.get("source") or caller_source(request),
+            source=data.get("source") or request_source(request),
             occurred_at=data.get("occurred_at"),
             proof=data["proof"],
-            actor=caller_actor(request),
+            actor=request_actor(request),
         )
         return Response(self._consents(customer.pk), status=status.HTTP_201_CREATED)
 
@@ -441,11 +393,11 @@ class CustomerPrivacyViewSet(IdempotentMixin, viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"])
     def export(self, request, pk=None):
-        customer = customer_or_404(pk)
+        customer = selectors.customer_get(pk)
         data = customer_export(
             customer=customer,
-            source=caller_source(request),
-            actor=caller_actor(request),
+            source=request_source(request),
+            actor=request_actor(request),
             reason=request.query_params.get("reason", ""),
         )
         return Response(data)
@@ -465,13 +417,13 @@ class CustomerPrivacyViewSet(IdempotentMixin, viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["post"])
     def erase(self, request, pk=None):
-        customer = customer_or_404(pk)
+        customer = selectors.customer_get(pk)
         serializer = CustomerEraseInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         removed = customer_erase(
             customer=customer,
-            source=caller_source(request),
-            actor=caller_actor(request),
+            source=request_source(request),
+            actor=request_actor(request),
             reason=serializer.validated_data["reason"],
         )
         erased_at = Customer.objects.filter(pk=customer.pk).values_list("erased_at", flat=True)
@@ -508,7 +460,7 @@ class TouchpointBatchView(IdempotentMixin, APIView):
     def post(self, request):
         # The events go to the service as sent: it checks them set-based, by index.
         body = json_object(request)
-        result = touchpoints_ingest(source=caller_source(request), events=body.get("events"))
+        result = touchpoints_ingest(source=request_source(request), events=body.get("events"))
         return Response(result.as_dict, status=status.HTTP_201_CREATED)
 
 
@@ -526,20 +478,9 @@ class ConversationViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericVie
             "-last_message_at", "-id"
         )
 
-    def _get(self, pk) -> Conversation:
-        conversation = (
-            self.get_queryset()
-            .prefetch_related(
-                Prefetch(
-                    "messages",
-                    queryset=ConversationMessage.objects.select_related(
-                        "channel", "author"
-                    ).order_by("sent_at", "id"),
-                )
-            )
-            .filter(pk=pk)
-            .first()
-        )
+    def _get(self, pk, queryset: QuerySet | None = None) -> Conversation:
+        queryset = self.get_queryset() if queryset is None else queryset
+        conversation = queryset.filter(pk=pk).first()
         if conversation is None:
             raise NotFound(f"No conversation {pk}.")
         return conversation
@@ -558,25 +499,44 @@ class ConversationViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericVie
         responses={200: ConversationDetailOutputSerializer, **READ_ERRORS, **NOT_FOUND},
     )
     def retrieve(self, request, pk=None):
-        return Response(ConversationDetailOutputSerializer(self._get(pk)).data)
+        messages = ConversationMessage.objects.select_related("channel", "author").order_by(
+            "sent_at", "id"
+        )
+        conversation = self._get(
+            pk, self.get_queryset().prefetch_related(Prefetch("messages", queryset=messages))
+        )
+        return Response(ConversationDetailOutputSerializer(conversation).data)
 
     @extend_schema(
         summary="Add a message to a customer's conversation",
         description="The customer is found (or created) by the identifiers, or given by id. "
         "The message joins her open conversation (or one closed in the last days, reopened; or "
         "a new one). 201 for a new message; sending the same `external_id` again answers 200 "
-        "with the message recorded first and adds nothing.",
+        "with the message recorded first and adds nothing, whatever identifiers it names. An "
+        "`external_id` already on another customer's message is 409 `external_id_reused`.",
         parameters=[IDEMPOTENCY_PARAMETER],
         request=ConversationMessageInputSerializer,
         responses={
+            # One success code per operation (tests/omni/test_schema.py): the replay's 200,
+            # with the same body, is described here.
             201: OpenApiResponse(
                 ConversationMessageResultOutputSerializer,
-                description="Added. A repeat of an `external_id` answers 200 with the same body "
-                "and `created: false`.",
+                description="Added (`created: true`). **200** with this same body and "
+                "`created: false` for a repeat of an `external_id` you sent before: the "
+                "message recorded first; nothing is added and nobody is resolved.",
             ),
             **WRITE_ERRORS,
-            404: ErrorSerializer,
-            **CUSTOMER_CONFLICTS,
+            404: OpenApiResponse(
+                ErrorSerializer,
+                description="`not_found`: the `customer` or the `conversation` named is unknown.",
+            ),
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="`customer_erased` (the customer was erased), `external_id_reused` "
+                "(the `external_id` is already on another customer's message), or an "
+                "idempotency conflict.",
+            ),
+            422: ErrorSerializer,
         },
     )
     @action(detail=False, methods=["post"])
@@ -585,42 +545,20 @@ class ConversationViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericVie
         serializer = ConversationMessageInputSerializer(data=body)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        customer_id = data.get("customer")
-        raw = body.get("identifiers")
-        if raw in (None, []) and customer_id is not None:
-            identifiers = []
-        else:
-            identifiers = identifiers_from_body(raw)
-        channel = channel_from_body(data["channel"])
-        conversation = None
-        if data.get("conversation") is not None:
-            conversation = Conversation.objects.filter(pk=data["conversation"]).first()
-            if conversation is None:
-                raise ValidationFailed(
-                    f"No conversation {data['conversation']}.",
-                    extra={"conversation": [f"Unknown conversation {data['conversation']}."]},
-                )
-        source = caller_source(request)
-        # One transaction: a refused message leaves no new customer behind.
-        with transaction.atomic():
-            customer, _ = customer_resolve(
-                identifiers=identifiers,
-                customer_id=customer_id,
-                source=source,
-                actor=caller_actor(request),
-            )
-            message, created = conversation_message_add(
-                customer=customer,
-                channel=channel,
-                body=data["body"],
-                source=source,
-                direction=data["direction"],
-                external_id=data["external_id"],
-                sent_at=data.get("sent_at"),
-                subject=data["subject"],
-                conversation=conversation,
-                author=caller_actor(request) if data["direction"] == "outbound" else None,
-            )
+        identifiers, customer_id = sender_from_body(body)
+        message, created = conversation_message_receive(
+            identifiers=identifiers,
+            customer_id=customer_id,
+            channel=channel_from_body(data["channel"]),
+            body=data["body"],
+            source=request_source(request),
+            direction=data["direction"],
+            external_id=data["external_id"],
+            sent_at=data.get("sent_at"),
+            subject=data["subject"],
+            conversation_id=data.get("conversation"),
+            actor=request_actor(request),
+        )
         message = ConversationMessage.objects.select_related(
             "channel", "author", "conversation__assignee", "conversation__started_on"
         ).get(pk=message.pk)
@@ -647,7 +585,7 @@ class ConversationViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericVie
     )
     @action(detail=True, methods=["post"], url_path="status", url_name="status")
     def set_status(self, request, pk=None):
-        conversation = self._get(pk)
+        conversation = self._get(pk, Conversation.objects.only("pk"))
         serializer = ConversationStatusInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -664,7 +602,7 @@ class ConversationViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericVie
         conversation_update(
             conversation=conversation,
             status=data.get("status"),
-            actor=caller_actor(request),
+            actor=request_actor(request),
             **changes,
         )
         return Response(ConversationOutputSerializer(self._get(pk)).data)

@@ -27,6 +27,7 @@ from customers.models import (
     Touchpoint,
 )
 from customers.services import (
+    MAX_MERGE,
     consent_record,
     conversation_message_add,
     customer_erase,
@@ -383,10 +384,10 @@ def test_list_refuses_an_invalid_email_or_phone(reader, ana):
     assert body["details"] == {"email": ["'not-an-email' is not an email address."]}
 
     body = assert_error(reader.get(CUSTOMERS, {"phone": "12"}), 400, "validation_error")
-    assert list(body["details"]) == ["phone"]
+    assert body["details"] == {"phone": ["'12' is not a valid phone number."]}
 
     body = assert_error(reader.get(CUSTOMERS, {"seen_after": "soon"}), 400, "validation_error")
-    assert list(body["details"]) == ["seen_after"]
+    assert body["details"] == {"seen_after": ["Enter a valid date/time."]}
 
 
 def test_list_filters_by_home_store_channel_consent_and_last_seen(
@@ -681,17 +682,25 @@ def test_resolve_by_a_merged_customer_id_finds_the_survivor(writer, ana, bob):
 @pytest.mark.parametrize(
     ("payload", "status", "code", "details"),
     [
+        # "An identifier or a customer id" is the service's rule, and its error.
+        ({}, 400, "validation_error", {"identifiers": ["At least one identifier."]}),
         (
-            {},
+            {"identifiers": [], "customer": None},
             400,
             "validation_error",
-            {"identifiers": ["At least one identifier ({kind, value})."]},
+            {"identifiers": ["At least one identifier."]},
         ),
         (
             {"customer": "12"},
             400,
             "validation_error",
             {"customer": ["A customer id (a whole number)."]},
+        ),
+        (
+            {"identifiers": [{"kind": "email", "value": "x"}]},
+            400,
+            "validation_error",
+            {"identifiers": {"0": ["'x' is not an email address."]}},
         ),
         ({"customer": 999999}, 404, "not_found", {"customer": ["Unknown customer 999999."]}),
     ],
@@ -703,6 +712,69 @@ def test_resolve_refuses_bad_input(writer, channels, payload, status, code, deta
 
     assert body["details"] == details
     assert snapshot() == before
+
+
+def test_resolve_without_identifier_or_customer_says_what_is_missing(writer, channels):
+    body = assert_error(writer.post(RESOLVE, {"city": "Lyon"}), 400, "validation_error")
+
+    assert (body["message"], body["details"]) == (
+        "Give an identifier or a customer id.",
+        {"identifiers": ["At least one identifier."]},
+    )
+    assert Customer.objects.count() == 0
+
+
+@pytest.mark.parametrize("value", ["12", True, 0, -3, 2**63, 1.5, [1]])
+@pytest.mark.parametrize("path", [RESOLVE, MESSAGES])
+def test_resolve_and_messages_take_the_same_customer_ids(writer, ana, channels, path, value):
+    """The ``customer`` of both bodies is a JSON whole number: a string of digits, a boolean,
+    a fraction or an id out of range is refused alike, before anything is resolved."""
+    before = snapshot()
+
+    response = writer.post(path, {"customer": value, "channel": "email", "body": "Hi"})
+
+    body = assert_error(response, 400, "validation_error")
+    assert body["details"] == {"customer": ["A customer id (a whole number)."]}
+    assert snapshot() == before
+
+
+def test_resolve_with_a_bad_profile_merges_and_attaches_nothing(writer, ana, bob, paris):
+    before = snapshot()
+
+    response = writer.post(
+        RESOLVE,
+        {
+            "identifiers": [
+                {"kind": "email", "value": "ana@example.com"},
+                {"kind": "email", "value": "bob@example.com"},
+                {"kind": "phone", "value": "0698765432"},
+            ],
+            "city": 7,
+            "home_store": "nowhere",
+        },
+    )
+
+    body = assert_error(response, 400, "validation_error")
+    assert body["details"] == {
+        "city": ["Must be text."],
+        "home_store": ["Unknown location nowhere."],
+    }
+    assert snapshot() == before
+    assert Customer.objects.count() == 2
+
+
+def test_resolve_by_customer_id_sets_the_profile(writer, ana, paris):
+    response = writer.post(RESOLVE, {"customer": ana.pk, "home_store": "paris", "city": "Lyon"})
+
+    assert response.status_code == 200, response.content
+    ana.refresh_from_db()
+    assert (ana.home_store, ana.city) == (paris, "Lyon")
+    assert response.json() == {
+        "customer": customer_detail_json(ana),
+        "created": False,
+        "merged": [],
+        "attached": 0,
+    }
 
 
 # --- Retrieve and change ----------------------------------------------------------------------
@@ -936,12 +1008,65 @@ def test_timeline_refuses_bad_filters_and_cursors(reader, journey):
     body = assert_error(
         reader.get(timeline_url(journey.pk), {"kind": "nap"}), 400, "validation_error"
     )
-    assert list(body["details"]) == ["kind"]
+    assert body["details"] == {
+        "kind": ["Select a valid choice. nap is not one of the available choices."]
+    }
     body = assert_error(
         reader.get(timeline_url(journey.pk), {"since": "yesterday"}), 400, "validation_error"
     )
-    assert list(body["details"]) == ["since"]
+    assert body["details"] == {"since": ["Enter a valid date/time."]}
     assert_error(reader.get(timeline_url(journey.pk), {"cursor": "bogus"}), 404, "not_found")
+
+
+def cursors(api, url) -> tuple[str, str]:
+    """The ``next`` cursor of ``url``'s first page and the ``previous`` one of its second."""
+    following = api.get(url).json()["next"]
+    back = api.get(following).json()["previous"]
+    return (
+        parse_qs(urlparse(following).query)["cursor"][0],
+        parse_qs(urlparse(back).query)["cursor"][0],
+    )
+
+
+@pytest.mark.parametrize("limit", [None, 3])  # the prepared page, and the ORM's
+def test_a_valid_cursor_on_an_unknown_or_merged_id_is_404(reader, journey, make_customer, limit):
+    params = {} if limit is None else {"limit": limit}
+    url = timeline_url(journey.pk) + ("" if limit is None else f"?limit={limit}")
+    if limit is None:
+        touchpoints_ingest(
+            source="client:1", events=[event(f"x{i}", minutes=60 + i) for i in range(60)]
+        )
+    forward, backward = cursors(reader, url)
+    carl = make_customer(("email", "carl@example.com"), created_at=at(days=-1))
+    customer_merge(customers=[carl, journey], reason="same")  # her events move to carl
+
+    for cursor in (forward, backward):
+        body = assert_error(
+            reader.get(timeline_url(999), {**params, "cursor": cursor}), 404, "not_found"
+        )
+        assert (body["message"], body["details"]) == ("No customer 999.", {})
+        body = assert_error(
+            reader.get(timeline_url(journey.pk), {**params, "cursor": cursor}),
+            404,
+            "customer_merged",
+        )
+        assert body["details"] == {"survivor": carl.pk}
+        assert (
+            body["message"]
+            == f"Customer {journey.pk} was merged into customer {carl.pk}; use that id."
+        )
+        page = reader.get(timeline_url(carl.pk), {**params, "cursor": cursor})
+        assert page.status_code == 200, page.content
+        assert page.json()["results"]
+
+
+def test_a_cursor_past_the_end_of_a_known_timeline_is_an_empty_page(reader, journey, bob):
+    forward, _ = cursors(reader, timeline_url(journey.pk) + "?limit=2")
+
+    response = reader.get(timeline_url(bob.pk), {"limit": 2, "cursor": forward})
+
+    assert response.status_code == 200, response.content
+    assert response.json() == {"next": None, "previous": None, "results": []}
 
 
 def test_an_empty_timeline_of_a_known_customer_is_an_empty_page(reader, ana):
@@ -1279,6 +1404,40 @@ def test_a_repeated_message_is_200_and_adds_nothing(writer, ana, channels):
     assert snapshot() == before
 
 
+def test_a_replayed_message_resolves_nobody_whatever_identifiers_it_names(
+    writer, ana, bob, channels
+):
+    payload = {
+        "identifiers": [{"kind": "email", "value": "ana@example.com"}],
+        "channel": "email",
+        "body": "Hello",
+        "external_id": "m1",
+    }
+    first = writer.post(MESSAGES, payload)
+    assert first.status_code == 201, first.content
+    before = snapshot()
+
+    # Bob's email and a new one: no customer created, attached or merged for a replay.
+    again = writer.post(
+        MESSAGES,
+        {
+            **payload,
+            "identifiers": [
+                {"kind": "email", "value": "bob@example.com"},
+                {"kind": "email", "value": "new@example.com"},
+            ],
+            "body": "Hello again",
+        },
+    )
+
+    assert again.status_code == 200, again.content
+    assert again.json() == {**first.json(), "created": False}
+    assert again.json()["customer"] == ana.pk
+    assert again.json()["message"]["body"] == "Hello"
+    assert Customer.objects.count() == 2
+    assert snapshot() == before
+
+
 def test_messages_from_other_channels_join_the_open_conversation(writer, ana, channels):
     writer.post(
         MESSAGES, {"customer": ana.pk, "channel": "social-dm", "body": "Hi", "sent_at": iso(at())}
@@ -1323,6 +1482,20 @@ def test_an_outbound_message_by_staff_names_its_author(staff_api, staff_user, an
     assert OutboxEvent.objects.filter(type="conversation.reply").count() == 1
 
 
+def test_an_inbound_message_sent_by_staff_has_no_author(staff_api, staff_user, ana, channels):
+    response = staff_api.post(MESSAGES, {"customer": ana.pk, "channel": "sms", "body": "Hi"})
+
+    assert response.status_code == 201, response.content
+    body = response.json()["message"]
+    assert (body["author"], body["direction"], body["source"]) == (
+        None,
+        "inbound",
+        f"user:{staff_user.pk}",
+    )
+    assert ConversationMessage.objects.get().author is None
+    assert OutboxEvent.objects.filter(type="conversation.reply").count() == 0
+
+
 def test_a_message_for_an_erased_customer_is_409(writer, ana, channels):
     customer_erase(customer=ana, source="test")
     before = snapshot()
@@ -1334,11 +1507,13 @@ def test_a_message_for_an_erased_customer_is_409(writer, ana, channels):
 
 
 @pytest.mark.parametrize(
-    ("payload", "details"),
+    ("payload", "status", "code", "details"),
     [
         (
             {"channel": "email", "body": "Hi"},
-            {"identifiers": ["At least one identifier ({kind, value})."]},
+            400,
+            "validation_error",
+            {"identifiers": ["At least one identifier."]},
         ),
         (
             {
@@ -1346,6 +1521,8 @@ def test_a_message_for_an_erased_customer_is_409(writer, ana, channels):
                 "channel": "x",
                 "body": "Hi",
             },
+            400,
+            "validation_error",
             {"channel": ["Unknown channel x."]},
         ),
         (
@@ -1354,6 +1531,8 @@ def test_a_message_for_an_erased_customer_is_409(writer, ana, channels):
                 "channel": "email",
                 "body": " ",
             },
+            400,
+            "validation_error",
             {"body": ["The message is empty."]},
         ),
         (
@@ -1363,6 +1542,8 @@ def test_a_message_for_an_erased_customer_is_409(writer, ana, channels):
                 "body": "Hi",
                 "direction": "sideways",
             },
+            400,
+            "validation_error",
             {"direction": ["inbound or outbound."]},
         ),
         (
@@ -1372,14 +1553,22 @@ def test_a_message_for_an_erased_customer_is_409(writer, ana, channels):
                 "body": "Hi",
                 "conversation": 999,
             },
+            404,
+            "not_found",
             {"conversation": ["Unknown conversation 999."]},
+        ),
+        (
+            {"customer": 999999, "channel": "email", "body": "Hi"},
+            404,
+            "not_found",
+            {"customer": ["Unknown customer 999999."]},
         ),
     ],
 )
-def test_a_refused_message_creates_no_customer(writer, channels, payload, details):
+def test_a_refused_message_creates_no_customer(writer, channels, payload, status, code, details):
     before = snapshot()
 
-    body = assert_error(writer.post(MESSAGES, payload), 400, "validation_error")
+    body = assert_error(writer.post(MESSAGES, payload), status, code)
 
     assert body["details"] == details
     assert snapshot() == before
@@ -1517,6 +1706,20 @@ def test_conversation_status_refuses_bad_input(writer, threads, django_user_mode
     assert snapshot() == before
 
 
+def test_conversation_status_query_count(writer, threads, django_assert_num_queries):
+    first, _ = threads
+    url = f"{CONVERSATIONS}{first.pk}/status/"
+    writer.post(url, {"status": "waiting"})  # the token's first use records last_used_at
+
+    # token, conversation, assignee, savepoint, conversation locked, update, release, the
+    # conversation again (assignee and channel joined); its messages are never read
+    with django_assert_num_queries(8):
+        response = writer.post(url, {"status": "closed", "assignee": "merch"})
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["status"], response.json()["assignee"]) == ("closed", "merch")
+
+
 # --- Segments ---------------------------------------------------------------------------------
 
 
@@ -1638,7 +1841,15 @@ def test_export_a_customers_data(writer, ana, channels):
         source_of(writer),
         "asked by email",
     )
-    assert request.summary["customers.identity"] == 2
+    assert request.summary == {
+        "customers.identity": 2,
+        "customers.touchpoint": 1,
+        "customers.consent": 1,
+        "customers.consentstate": 1,
+        "customers.customerchannelstat": 1,
+        "customers.conversation": 0,
+        "customers.customermerge__survivor": 0,
+    }
 
 
 def test_export_by_staff_records_who(staff_api, staff_user, ana):
@@ -1671,7 +1882,13 @@ def test_erase_a_customer(writer, ana, channels):
         "removed": request.summary,
     }
     assert (request.source, request.reason) == (source_of(writer), "asked")
-    assert set(request.summary) >= {"customers.Identity", "customers.Touchpoint"}
+    assert request.summary == {
+        "customers.Identity": 2,
+        "customers.Touchpoint": 2,
+        "customers.CustomerChannelStat": 2,
+        "customers.Consent": 1,
+        "customers.ConsentState": 1,
+    }
     assert (Identity.objects.count(), Touchpoint.objects.count(), Consent.objects.count()) == (
         0,
         0,
@@ -1718,18 +1935,34 @@ def test_merge_customers_into_the_oldest(writer, ana, bob, channels):
 
 
 @pytest.mark.parametrize(
-    ("payload", "status", "code"),
+    ("payload", "details"),
     [
-        ({"customers": [1], "reason": "x"}, 400, "validation_error"),
-        ({"customers": ["a", "b"], "reason": "x"}, 400, "validation_error"),
-        ({"customers": [1, 2]}, 400, "validation_error"),
+        (
+            {"customers": [1], "reason": "x"},
+            {"customers": ["Ensure this field has at least 2 elements."]},
+        ),
+        (
+            {"customers": ["a", "b"], "reason": "x"},
+            {
+                "customers": {
+                    "0": ["A valid integer is required."],
+                    "1": ["A valid integer is required."],
+                }
+            },
+        ),
+        ({"customers": [1, 2]}, {"reason": ["This field is required."]}),
+        (
+            {"customers": list(range(1, MAX_MERGE + 2)), "reason": "x"},
+            {"customers": [f"Ensure this field has no more than {MAX_MERGE} elements."]},
+        ),
     ],
 )
-def test_merge_refuses_bad_input(writer, ana, bob, payload, status, code):
+def test_merge_refuses_bad_input(writer, ana, bob, payload, details):
     before = snapshot()
 
-    assert_error(writer.post(MERGE, payload), status, code)
+    body = assert_error(writer.post(MERGE, payload), 400, "validation_error")
 
+    assert body["details"] == details
     assert snapshot() == before
 
 
@@ -1802,6 +2035,19 @@ def test_schema_documents_every_customer_endpoint(schema):
     item = schema["components"]["schemas"][events["items"]["$ref"].rsplit("/", 1)[1]]
     assert {"event_id", "kind", "channel", "occurred_at", "identifiers"} <= set(item["properties"])
 
+    messages = schema["paths"]["/api/v1/customers/conversations/messages/"]["post"]
+    responses = messages["responses"]
+    assert sorted(responses) == ["201", "400", "401", "403", "404", "409", "422"]
+    assert "**200**" in responses["201"]["description"]
+    assert "`created: false`" in responses["201"]["description"]
+    assert "`external_id_reused`" in responses["409"]["description"]
+    assert "`customer_erased`" in responses["409"]["description"]
+    for path in ("/api/v1/customers/resolve/", "/api/v1/customers/conversations/messages/"):
+        body = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        customer = schema["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[1]]
+        assert customer["properties"]["customer"]["type"] == "integer", path
+        assert customer["properties"]["customer"]["minimum"] == 1, path
+
 
 def test_responses_match_the_schema(schema, reader, writer, journey, bob, channels):
     consent_record(customer=journey, channel=channels["email"], status="opted_in", source="web")
@@ -1843,3 +2089,35 @@ def test_responses_match_the_schema(schema, reader, writer, journey, bob, channe
         response = getattr(writer, method)(path, payload)
         assert response.status_code == status, (path, response.content)
         assert_matches_schema(schema, method, path, response)
+
+
+# --- Wiring -----------------------------------------------------------------------------------
+
+
+def test_the_views_use_the_shared_helpers():
+    from customers import selectors
+    from customers.api import permissions, timeline, views
+    from omni.api import errors as api_errors
+    from omni.api import permissions as api_permissions
+
+    for name in ("READ_ERRORS", "LIST_ERRORS", "WRITE_ERRORS", "NOT_FOUND", "IDEMPOTENCY_ERRORS"):
+        assert getattr(views, name) is getattr(api_errors, name), name
+    assert views.request_source is api_permissions.request_source
+    assert views.request_actor is api_permissions.request_actor
+    assert timeline.customer_not_found is selectors.customer_not_found
+    for gone in ("caller_source", "caller_actor", "customer_not_found", "customer_or_404"):
+        assert not hasattr(views, gone), gone
+    assert views.CustomerPrivacyViewSet.permission_classes == [permissions.IsStaffOrWriteClient]
+    assert issubclass(permissions.IsStaffOrWriteClient, api_permissions.IsStaffOrApiClient)
+
+
+def test_personal_data_is_refused_to_a_non_staff_user(ana, django_user_model):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_login(django_user_model.objects.create_user(username="shopper", password="pw"))
+
+    assert_error(api.get(export_url(ana.pk)), 403, "permission_denied")
+    assert_error(api.post(erase_url(ana.pk), {"reason": "x"}), 403, "permission_denied")
+    assert PrivacyRequest.objects.count() == 0
+    assert Customer.objects.get(pk=ana.pk).erased_at is None
