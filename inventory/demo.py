@@ -33,7 +33,6 @@ from inventory.models import (
     Transfer,
 )
 from inventory.services import (
-    availability_refresh,
     reorder_suggest,
     stock_count_request,
     stock_count_submit,
@@ -306,7 +305,6 @@ def generate_inventory(*, seed: int = 11, progress=None) -> dict:
     run = stock_reconcile(trigger=SOURCE)
     stock_count_request(location=locations[MARSEILLE], reason="Quarterly count.")
     suggestions = reorder_suggest()
-    availability_refresh()
     return {
         "locations": len(locations),
         "stock_rows": rows,

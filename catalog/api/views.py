@@ -37,17 +37,20 @@ from catalog.services import (
 from catalog.services.feeds import channel_feed_get
 from catalog.validators import normalize_sku
 from omni.api.authentication import CachedTokenMixin
-from omni.api.errors import ErrorSerializer
+from omni.api.errors import (
+    IDEMPOTENCY_ERRORS,
+    LIST_ERRORS,
+    NOT_FOUND,
+    READ_ERRORS,
+    WRITE_ERRORS,
+    ErrorSerializer,
+)
 from omni.api.idempotency import IDEMPOTENCY_PARAMETER, IdempotentMixin
 from omni.api.pagination import ChangesCursorPagination
 from omni.api.responses import rendered_now
 from omni.exceptions import NotFound, ValidationFailed
 from omni.models import Channel
 
-READ_ERRORS = {401: ErrorSerializer, 403: ErrorSerializer}
-WRITE_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer}
-NOT_FOUND = {404: ErrorSerializer}
-IDEMPOTENCY_ERRORS = {409: ErrorSerializer, 422: ErrorSerializer}
 SKU_REGEX = r"[A-Za-z0-9._-]+"
 
 
@@ -76,7 +79,7 @@ class ProductViewSet(
 
     @extend_schema(
         summary="List products",
-        responses={200: ProductOutputSerializer(many=True), **WRITE_ERRORS},
+        responses={200: ProductOutputSerializer(many=True), **LIST_ERRORS},
     )
     def list(self, request, *args, **kwargs):
         queryset = self.filter_queryset(self.get_queryset())
@@ -136,7 +139,7 @@ class VariantViewSet(
 
     @extend_schema(
         summary="List variants",
-        responses={200: VariantOutputSerializer(many=True), **WRITE_ERRORS},
+        responses={200: VariantOutputSerializer(many=True), **LIST_ERRORS},
     )
     def list(self, request, *args, **kwargs):
         queryset = self.filter_queryset(self.get_queryset())
@@ -199,7 +202,7 @@ class VariantViewSet(
             OpenApiParameter("limit", OpenApiTypes.INT, description="Page size (max 500)."),
             OpenApiParameter("cursor", OpenApiTypes.STR, description="Cursor from `next`."),
         ],
-        responses={200: VariantChangeOutputSerializer(many=True), **WRITE_ERRORS},
+        responses={200: VariantChangeOutputSerializer(many=True), **LIST_ERRORS},
     )
     @action(
         detail=False,

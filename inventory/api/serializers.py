@@ -26,9 +26,9 @@ from inventory.models import (
     TransferStatus,
 )
 from inventory.selectors import MAX_BATCH_SKUS
+from inventory.services.common import MAX_QUANTITY
 from inventory.services.stock import BATCH_KINDS, MAX_BATCH
 
-MAX_QUANTITY = 2_147_483_647  # the database's integer
 MAX_COUNT_LINES = 10_000
 MAX_TRANSFER_LINES = 1_000
 MAX_RESERVATION_LINES = 500

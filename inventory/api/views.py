@@ -64,19 +64,22 @@ from inventory.services import (
     transfer_request,
     transfer_ship,
 )
+from inventory.services.common import resolve_location
 from omni.api.authentication import CachedTokenMixin
-from omni.api.errors import ErrorSerializer
+from omni.api.errors import (
+    IDEMPOTENCY_ERRORS,
+    LIST_ERRORS,
+    NOT_FOUND,
+    READ_ERRORS,
+    WRITE_ERRORS,
+    ErrorSerializer,
+)
 from omni.api.idempotency import IDEMPOTENCY_PARAMETER, IdempotentMixin
-from omni.api.permissions import request_client
+from omni.api.permissions import request_actor, request_client, request_source
 from omni.exceptions import NotFound, ValidationFailed
 from omni.formats import api_datetime
 from omni.models import Channel
 
-READ_ERRORS = {401: ErrorSerializer, 403: ErrorSerializer}
-LIST_ERRORS = {400: ErrorSerializer, **READ_ERRORS}
-NOT_FOUND = {404: ErrorSerializer}
-WRITE_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer}
-IDEMPOTENCY_ERRORS = {409: ErrorSerializer, 422: ErrorSerializer}
 SKU_PARAMETER = OpenApiParameter(
     "sku", str, OpenApiParameter.PATH, description="SKU (case-insensitive)."
 )
@@ -88,31 +91,11 @@ CHANNEL_PARAMETER = OpenApiParameter(
 # --- Helpers: who calls, and references in the body -------------------------------------------
 
 
-def caller_source(request) -> str:
-    """The sender recorded on the ledger and batches: ``client:<pk>`` or ``user:<pk>``."""
-    client = request_client(request)
-    return f"client:{client.pk}" if client is not None else f"user:{request.user.pk}"
-
-
-def caller_actor(request):
-    """The staff user behind a call, or None for an API client."""
-    return None if request_client(request) is not None else request.user
-
-
 def caller_channel(request) -> Channel | None:
     client = request_client(request)
     if client is None or client.channel_id is None:
         return None
     return Channel.objects.get(pk=client.channel_id)
-
-
-def location_from_body(code: str, field: str) -> Location:
-    location = Location.objects.filter(code=code).first()
-    if location is None:
-        raise ValidationFailed(
-            f"No location with code {code}.", extra={field: [f"Unknown location {code}."]}
-        )
-    return location
 
 
 def unknown_channel(code: str) -> NotFound:
@@ -235,12 +218,12 @@ class MovementBatchView(IdempotentMixin, APIView):
         data = serializer.validated_data
         location = data.get("location")
         result = movement_batch_apply(
-            source=caller_source(request),
+            source=request_source(request),
             batch_id=data["batch_id"],
             movements=data["movements"],
-            location=location_from_body(location, "location") if location else None,
+            location=resolve_location(location) if location else None,
             channel=caller_channel(request),
-            actor=caller_actor(request),
+            actor=request_actor(request),
             fingerprint=fingerprint,
         )
         body = {**result.as_dict, "received_at": api_datetime(result.batch.received_at)}
@@ -259,7 +242,7 @@ class MovementBatchDetailView(CachedTokenMixin, APIView):
     def get(self, request, batch_id):
         batch = (
             MovementBatch.objects.select_related("location")
-            .filter(source=caller_source(request), batch_id=batch_id)
+            .filter(source=request_source(request), batch_id=batch_id)
             .first()
         )
         if batch is None:
@@ -376,13 +359,13 @@ class StockCountViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewS
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         count = stock_count_submit(
-            location=location_from_body(data["location"], "location"),
+            location=resolve_location(data["location"]),
             counted_at=data["counted_at"],
             lines=[{"sku": line["sku"], "quantity": line["quantity"]} for line in data["lines"]],
             kind=data["kind"],
             reference=data["reference"],
-            source=caller_source(request),
-            actor=caller_actor(request),
+            source=request_source(request),
+            actor=request_actor(request),
         )
         return Response(
             StockCountOutputSerializer(self._detail(count.pk)).data,
@@ -481,13 +464,13 @@ class TransferViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         transfer = transfer_request(
-            from_location=location_from_body(data["from_location"], "from_location"),
-            to_location=location_from_body(data["to_location"], "to_location"),
+            from_location=resolve_location(data["from_location"], "from_location"),
+            to_location=resolve_location(data["to_location"], "to_location"),
             lines=[{"sku": line["sku"], "quantity": line["quantity"]} for line in data["lines"]],
             reference=data["reference"],
             note=data["note"],
             expected_at=data["expected_at"],
-            actor=caller_actor(request),
+            actor=request_actor(request),
         )
         return self._render(transfer, status.HTTP_201_CREATED)
 
@@ -503,7 +486,7 @@ class TransferViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet
     def ship(self, request, number=None):
         transfer = self._get(number)
         quantities = self._quantities(request)
-        transfer_ship(transfer=transfer, quantities=quantities, actor=caller_actor(request))
+        transfer_ship(transfer=transfer, quantities=quantities, actor=request_actor(request))
         return self._render(transfer)
 
     @extend_schema(
@@ -518,7 +501,7 @@ class TransferViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet
     def receive(self, request, number=None):
         transfer = self._get(number)
         quantities = self._quantities(request)
-        transfer_receive(transfer=transfer, quantities=quantities, actor=caller_actor(request))
+        transfer_receive(transfer=transfer, quantities=quantities, actor=request_actor(request))
         return self._render(transfer)
 
     @extend_schema(
@@ -531,7 +514,7 @@ class TransferViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet
     @action(detail=True, methods=["post"])
     def cancel(self, request, number=None):
         transfer = self._get(number)
-        transfer_cancel(transfer=transfer, actor=caller_actor(request))
+        transfer_cancel(transfer=transfer, actor=request_actor(request))
         return self._render(transfer)
 
 
@@ -656,8 +639,8 @@ class ReservationViewSet(
         movements = stock_consume(
             reference=data["reference"],
             line_reference=data["line_reference"],
-            source=caller_source(request),
-            actor=caller_actor(request),
+            source=request_source(request),
+            actor=request_actor(request),
         )
         return Response({**data, "consumed": -sum(m.quantity for m in movements)})
 

@@ -205,22 +205,41 @@ def positive_quantity(value, field_name="quantity") -> int:
     return value
 
 
-def resolve_variant(value) -> Variant:
+def variants_by_sku(values) -> dict[str, Variant]:
+    """The variants that ``values`` name (SKUs in any case, or variants), in one query, by
+    normalised SKU. SKUs that name nothing are left out; look lines up with ``variant_of``."""
+    found, wanted = {}, set()
+    for value in values:
+        if isinstance(value, Variant):
+            found[value.sku] = value
+        elif sku := normalize_sku(str(value)):
+            wanted.add(sku)
+    wanted -= found.keys()
+    if wanted:
+        found.update((v.sku, v) for v in Variant.objects.filter(sku__in=sorted(wanted)))
+    return found
+
+
+def variant_of(variants: dict[str, Variant], value) -> Variant:
+    """The variant ``value`` names among ``variants`` (from ``variants_by_sku``)."""
     if isinstance(value, Variant):
         return value
-    variant = Variant.objects.filter(sku=normalize_sku(str(value))).first()
+    variant = variants.get(normalize_sku(str(value)))
     if variant is None:
         raise NotFound(f"No variant with SKU {value}.", extra={"sku": [f"Unknown SKU {value}."]})
     return variant
 
 
-def resolve_location(value) -> Location:
+def resolve_location(value, field_name: str = "location") -> Location:
+    """The location a request names by its code. An unknown code is invalid input (400),
+    reported under ``field_name``."""
     if isinstance(value, Location):
         return value
     location = Location.objects.filter(code=str(value)).first()
     if location is None:
-        raise NotFound(
-            f"No location with code {value}.", extra={"location": [f"Unknown location {value}."]}
+        raise ValidationFailed(
+            f"No location with code {value}.",
+            extra={field_name: [f"Unknown location {value}."]},
         )
     return location
 

@@ -8,8 +8,6 @@ from django.db.models import F, IntegerField, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from catalog.models import Variant
-from catalog.validators import normalize_sku
 from inventory.models import (
     CountKind,
     CountStatus,
@@ -27,7 +25,8 @@ from inventory.models import (
     StockLevel,
     StockMovement,
 )
-from omni.exceptions import Conflict, ValidationFailed
+from omni.db import bulk_update_values
+from omni.exceptions import Conflict, NotFound, ValidationFailed
 from omni.formats import parse_past_time
 from omni.services import outbox_emit
 
@@ -37,6 +36,8 @@ from .common import (
     Move,
     after_commit_refresh,
     stock_level_lock,
+    variant_of,
+    variants_by_sku,
     write_moves,
 )
 from .reservations import broken_pairs, reservations_expire, reservations_resource
@@ -73,12 +74,12 @@ def stock_count_submit(
     errors, resolved, seen = {}, [], {}
     # Every SKU in one query: a POS snapshot has thousands of lines.
     given = [line.get("variant") or line.get("sku") or "" for line in lines]
-    wanted = {normalize_sku(str(v)) for v in given if not isinstance(v, Variant)} - {""}
-    variants = {v.sku: v for v in Variant.objects.filter(sku__in=wanted)} if wanted else {}
+    variants = variants_by_sku(given)
     for index, (line, value) in enumerate(zip(lines, given, strict=True)):
-        variant = value if isinstance(value, Variant) else variants.get(normalize_sku(str(value)))
-        if variant is None:
-            errors[str(index)] = {"sku": [f"Unknown SKU {value}."]}
+        try:
+            variant = variant_of(variants, value)
+        except NotFound as exc:
+            errors[str(index)] = exc.extra
             continue
         quantity = line.get("quantity")
         if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
@@ -329,7 +330,7 @@ def _repair_drift(run: ReconciliationRun, field: str, kind: str, truth) -> int:
                 fixes.append(
                     StockLevel(pk=row["pk"], variant_id=row["variant_id"], **{field: row["truth"]})
                 )
-            StockLevel.objects.bulk_update(fixes, [field], batch_size=2000)
+            bulk_update_values(StockLevel, fixes, [field])
             Discrepancy.objects.bulk_create(discrepancies, batch_size=2000)
             if fixes:
                 outbox_emit(

@@ -31,8 +31,9 @@ from .common import (
     bulk_increment,
     positive_quantity,
     require_active_location,
-    resolve_variant,
     stock_level_lock,
+    variant_of,
+    variants_by_sku,
     write_moves,
 )
 
@@ -48,6 +49,21 @@ def refuse_transfer_reference(reference: str | None) -> None:
             "use the transfer endpoints."
         )
         raise ValidationFailed(message, extra={"reference": [message]})
+
+
+TRANSFER_HOLD_CODE = "transfer_reservation"
+
+
+def _refuse_transfer_holds(reservations: list[Reservation]) -> None:
+    """Reservations picked by themselves (not by reference) may be transfer holds too; those
+    move only with their transfer, through ``_release``."""
+    held = sorted({r.reference for r in reservations if r.kind == ReservationKind.TRANSFER})
+    if held:
+        message = (
+            f"Stock held for {', '.join(held)} moves only with the transfer; ship or cancel "
+            "the transfer instead."
+        )
+        raise ValidationFailed(message, code=TRANSFER_HOLD_CODE, extra={"reservations": [message]})
 
 
 @dataclass
@@ -85,10 +101,14 @@ def channel_sources(channel: Channel) -> list[tuple[Location, int]]:
     return [(rule.location, rule.priority) for rule in rules]
 
 
-def _strategy(channel: Channel | None) -> str:
+def _policy(channel: Channel | None) -> ChannelStockPolicy | None:
     if channel is None:
-        return AllocationStrategy.PRIORITY
-    policy = ChannelStockPolicy.objects.filter(channel=channel).first()
+        return None
+    return ChannelStockPolicy.objects.filter(channel=channel).first()
+
+
+def _strategy(channel: Channel | None, policy: ChannelStockPolicy | None = None) -> str:
+    policy = policy if policy is not None else _policy(channel)
     return policy.allocation_strategy if policy else AllocationStrategy.PRIORITY
 
 
@@ -163,9 +183,10 @@ def stock_reserve(
         _validate_channel(channel)
     errors = {}
     resolved = []
+    variants = variants_by_sku(line.variant for line in lines)
     for index, line in enumerate(lines):
         try:
-            variant = resolve_variant(line.variant)
+            variant = variant_of(variants, line.variant)
             quantity = positive_quantity(line.quantity)
             if not variant.is_active:
                 raise ValidationFailed(
@@ -182,8 +203,8 @@ def stock_reserve(
         raise ValidationFailed("Some lines cannot be reserved.", extra={"lines": errors})
 
     sources = channel_sources(channel) if channel is not None else []
+    policy = _policy(channel)
     if kind == ReservationKind.CHECKOUT_HOLD and expires_at is None:
-        policy = ChannelStockPolicy.objects.filter(channel=channel).first()
         expires_at = timezone.now() + timedelta(
             minutes=policy.checkout_hold_minutes if policy else 30
         )
@@ -199,7 +220,7 @@ def stock_reserve(
     locations.update({line.location.pk: line.location for line in lines if line.location})
     available = {pair: _sellable(row, locations[pair[0]]) for pair, row in rows.items()}
 
-    strategy = _strategy(channel)
+    strategy = _strategy(channel, policy)
     allocations = []  # (line index, location, variant, quantity, line)
     short = []
     for index, variant, quantity, line in resolved:
@@ -297,17 +318,35 @@ def _close(reservations, status, *, now, reason="") -> None:
     after_commit_refresh(r.variant_id for r in reservations)
 
 
+def _require_selection(reference, reservations, verb: str) -> None:
+    """Without a reference or reservations every active reservation would match."""
+    if reference is None and reservations is None:
+        raise ValidationFailed(
+            f"Say which reservations to {verb}.", extra={"reference": ["Required."]}
+        )
+
+
 @transaction.atomic
 def stock_release(
     *, reference: str | None = None, line_reference: str | None = None, reservations=None
 ) -> int:
-    """Give back held stock. Returns the units released; releasing twice releases nothing."""
-    if reference is None and reservations is None:
-        raise ValidationFailed(
-            "Say which reservations to release.", extra={"reference": ["Required."]}
-        )
+    """Give back held stock. Returns the units released; releasing twice releases nothing.
+    Stock held for a transfer is refused (``transfer_reservation``): it moves only with the
+    transfer."""
+    _require_selection(reference, reservations, "release")
     refuse_transfer_reference(reference)
     locked = _lock_reservations(_active(reference, line_reference, reservations))
+    _refuse_transfer_holds(locked)
+    return _close_released(locked)
+
+
+def _release(*, reservations) -> int:
+    """``stock_release`` for the transfers module, which alone may give back a transfer's
+    hold (when it ships or is cancelled). Runs in the caller's transaction."""
+    return _close_released(_lock_reservations(_active(reservations=reservations)))
+
+
+def _close_released(locked: list[Reservation]) -> int:
     _close(locked, ReservationStatus.RELEASED, now=timezone.now())
     return sum(r.quantity for r in locked)
 
@@ -323,9 +362,13 @@ def stock_consume(
     kind: str = MovementKind.SALE,
 ) -> list:
     """Fulfil held stock: the goods leave (a sale, or a transfer out), ``on_hand`` and
-    ``reserved`` both drop, and the ledger records it. Returns the movements written."""
+    ``reserved`` both drop, and the ledger records it. Returns the movements written. Stock
+    held for a transfer is refused (``transfer_reservation``): it moves only with the
+    transfer."""
+    _require_selection(reference, reservations, "fulfil")
     refuse_transfer_reference(reference)
     locked = _lock_reservations(_active(reference, line_reference, reservations))
+    _refuse_transfer_holds(locked)
     if not locked:
         raise ValidationFailed(
             "There is no active reservation to fulfil.",

@@ -30,6 +30,7 @@ from .common import (
     positive_quantity,
     require_active_location,
     stock_level_lock,
+    variants_by_sku,
     write_moves,
 )
 
@@ -228,9 +229,10 @@ def stock_count_request(*, location: Location, reason: str, actor=None) -> Stock
 
 
 def _check_after_sales(pairs, locked=None) -> None:
-    """After sales: a location that sold more than its ledger held (on hand below zero) gets a
-    count request; reservations the sales broke are mended after commit. ``locked``: the stock
-    rows the caller holds (as ``stock_level_lock`` returns them), else they are locked here."""
+    """After sales (and a POS batch's negative adjustments): a location that gave out more
+    than its ledger held (on hand below zero) gets a count request; reservations they broke
+    are mended after commit. ``locked``: the stock rows the caller holds (as
+    ``stock_level_lock`` returns them), else they are locked here."""
     from .reservations import reservations_resource
 
     locked = locked or stock_level_lock(pairs)
@@ -285,8 +287,7 @@ def _validate_batch(movements, default_location: Location | None, now):
             code="batch_too_large",
             extra={"movements": [f"At most {MAX_BATCH}."]},
         )
-    skus = {normalize_sku(str(m.get("sku", ""))) for m in movements if isinstance(m, dict)} - {""}
-    variants = dict(Variant.objects.filter(sku__in=skus).values_list("sku", "pk"))
+    variants = variants_by_sku(str(m.get("sku") or "") for m in movements if isinstance(m, dict))
     codes = {str(m.get("location")) for m in movements if isinstance(m, dict) and m.get("location")}
     locations = {loc.code: loc for loc in Location.objects.filter(code__in=codes)}
     errors, moves, seen = {}, [], {}
@@ -343,7 +344,7 @@ def _validate_batch(movements, default_location: Location | None, now):
         moves.append(
             Move(
                 location_id=location.pk,
-                variant_id=variants[sku],
+                variant_id=variants[sku].pk,
                 kind=kind,
                 quantity=signed,
                 reference=reference,
@@ -424,9 +425,12 @@ def movement_batch_apply(
             batch.applied_count = len(fresh)
             batch.duplicate_count = len(moves) - len(fresh)
             batch.save(update_fields=["applied_count", "duplicate_count"])
-            sales = {(m.location_id, m.variant_id) for m in fresh if m.kind == MovementKind.SALE}
-            if sales:
-                _check_after_sales(sales, locked=rows)
+            # What left the shelf is recorded as the till saw it, even below what is reserved
+            # (a batch reports the past; it cannot be refused as ``stock_adjust`` is): sales
+            # and negative adjustments alike are followed by the check after sales.
+            taken = {(m.location_id, m.variant_id) for m in fresh if m.quantity < 0}
+            if taken:
+                _check_after_sales(taken, locked=rows)
             after_commit_refresh(variant for _location, variant in rows)
     except IntegrityError as exc:
         # A movement id recorded for another item by a concurrent batch of the same source.

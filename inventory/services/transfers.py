@@ -22,14 +22,15 @@ from .common import (
     after_commit_refresh,
     positive_quantity,
     require_active_location,
-    resolve_variant,
     stock_level_lock,
+    variant_of,
+    variants_by_sku,
     write_moves,
 )
 from .reservations import (
     TRANSFER_REFERENCE_PREFIX,
     ReserveLine,
-    stock_release,
+    _release,
     stock_reserve,
 )
 
@@ -46,9 +47,11 @@ def _lines(lines) -> list[tuple]:
             "A transfer needs at least one line.", extra={"lines": ["Required."]}
         )
     errors, resolved, seen = {}, [], {}
-    for index, line in enumerate(lines):
+    given = [line.get("variant") or line.get("sku") or "" for line in lines]
+    variants = variants_by_sku(given)
+    for index, (line, value) in enumerate(zip(lines, given, strict=True)):
         try:
-            variant = resolve_variant(line.get("variant") or line.get("sku") or "")
+            variant = variant_of(variants, value)
             quantity = positive_quantity(line.get("quantity"))
         except OmniError as exc:
             errors[str(index)] = exc.extra or {"line": [exc.message]}
@@ -186,7 +189,7 @@ def transfer_ship(*, transfer: Transfer, quantities: dict | None = None, actor=N
                 "check its reservations.",
                 code="reservation_changed",
             )
-        stock_release(reservations=held)
+        _release(reservations=held)
         if quantity:
             write_moves(
                 [
@@ -255,7 +258,7 @@ def transfer_receive(*, transfer: Transfer, quantities: dict | None = None, acto
 def transfer_cancel(*, transfer: Transfer, actor=None) -> Transfer:
     """A transfer not shipped yet is called off; the stock held at the source is released."""
     transfer = _lock(transfer, TransferStatus.REQUESTED)
-    stock_release(
+    _release(
         reservations=Reservation.objects.filter(
             reference=_reference(transfer), status=ReservationStatus.ACTIVE
         )

@@ -126,8 +126,10 @@ def test_demo_leaves_discrepancies_to_review_and_work_in_progress(demo):
     pending = Discrepancy.objects.filter(status="pending")
 
     assert (run.status, run.trigger) == ("succeeded", "demo")
-    assert run.pending_review == pending.count() > 0
-    assert run.auto_applied > 0
+    # The demo data is seeded: the Lyon count always finds the same twelve differences.
+    assert (run.counts_processed, run.lines_compared, run.discrepancies_found) == (1, 24, 12)
+    assert run.pending_review == pending.count() == 6
+    assert run.auto_applied == 6
     assert set(pending.values_list("location__code", flat=True)) == {"lyon-part-dieu"}
     assert StockCount.objects.filter(
         location__code="marseille-vieux-port", status="requested"
@@ -138,14 +140,14 @@ def test_demo_leaves_discrepancies_to_review_and_work_in_progress(demo):
         "wh-orleans",
         "paris-rivoli",
     )
-    assert ReorderRule.objects.count() >= 24
+    assert ReorderRule.objects.count() == 36
 
 
 def test_demo_availability_exists_for_the_web(demo):
     web = ChannelAvailability.objects.filter(channel__code="web")
 
-    assert web.filter(quantity__gt=0).count() > 0
-    assert web.filter(is_low_stock=True).exists()
+    assert web.count() == web.filter(quantity__gt=0).count() == 173
+    assert web.filter(is_low_stock=True).count() == 4
     # The marketplace sees at most 80% of the warehouse, capped at 50.
     assert not ChannelAvailability.objects.filter(
         channel__code="marketplace", quantity__gt=50
@@ -168,7 +170,9 @@ def test_loading_again_with_force_stocks_the_new_variants_only(demo):
     assert ChannelStockRule.objects.count() == before["rules"]
     assert Transfer.objects.count() == before["transfers"]
     assert StockCount.objects.count() == before["counts"]
-    assert StockLevel.objects.count() > before["stock"]
+    # The 40 new products' variants got their 586 stock rows; the first load's 565 stayed.
+    assert before["stock"] == 565
+    assert StockLevel.objects.count() == 565 + 586
     assert not Variant.objects.exclude(pk__in=StockLevel.objects.values("variant_id")).exists()
     assert ledger_mismatches() == []
 

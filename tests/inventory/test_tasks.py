@@ -65,8 +65,7 @@ def test_refresh_availability_refreshes_the_given_variants_or_all(stores, varian
     StockLevel.objects.filter(location=north, variant=variant).update(on_hand=7)
     everything = tasks.refresh_availability.delay().get()
 
-    assert everything["rows_written"] == 1
-    assert everything["variants"] >= 1
+    assert everything == {"variants": 1, "rows_written": 1}
     assert ChannelAvailability.objects.get(variant=variant, channel=web).quantity == 7
     assert tasks.refresh_availability.delay().get()["rows_written"] == 0
 
