@@ -1,8 +1,6 @@
 """The merchandisers' admin: products with variant and listing inlines, channel actions,
 CSV import and export, and per-channel feeds. Every save goes through a catalog service."""
 
-import csv
-
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, OuterRef, Subquery
@@ -38,7 +36,12 @@ from catalog.services import (
     variant_update,
 )
 from catalog.services.products import PRODUCT_FIELDS, VARIANT_FIELDS
-from omni.admin_utils import ServiceAdminMixin, choices_evaluated_once
+from omni.admin_utils import (
+    ServiceAdminMixin,
+    choices_evaluated_once,
+    csv_response,
+    csv_text_guarded,
+)
 from omni.exceptions import OmniError, ValidationFailed
 from omni.models import Channel
 
@@ -51,20 +54,6 @@ LISTING_FIELDS = (
     "available_from",
     "available_until",
 )
-
-
-class _Echo:
-    def write(self, value):
-        return value
-
-
-def csv_response(rows, filename: str) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
-    response = StreamingHttpResponse(
-        (writer.writerow(row) for row in rows), content_type="text/csv; charset=utf-8"
-    )
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
 
 
 # --- Filters ----------------------------------------------------------------------------------
@@ -334,7 +323,9 @@ class ProductAdmin(ServiceAdminMixin, ChannelActionsMixin, admin.ModelAdmin):
 
     @admin.action(description="Export selected products as CSV")
     def export_selected(self, request, queryset):
-        return csv_response(catalog_export_rows(queryset), "catalog-selection.csv")
+        return csv_response(
+            csv_text_guarded(catalog_export_rows(queryset)), "catalog-selection.csv"
+        )
 
     def get_urls(self):
         return [
@@ -354,7 +345,7 @@ class ProductAdmin(ServiceAdminMixin, ChannelActionsMixin, admin.ModelAdmin):
     def export_view(self, request):
         if not self.has_view_permission(request):
             raise PermissionDenied
-        return csv_response(catalog_export_rows(), "catalog.csv")
+        return csv_response(csv_text_guarded(catalog_export_rows()), "catalog.csv")
 
     def import_view(self, request):
         # An import both creates and updates products.

@@ -8,10 +8,13 @@ first and last seen) are read-only: touchpoints move them.
 
 The customer list is a big table: it pages without counting, computes no facet counts, sorts
 only by indexed columns, and searches by identifiers (normalised like the stored ones, one
-indexed lookup) as well as by name.
+indexed lookup), falling back to names only when no identifier matched.
+
+A refusal of what a form holds (an identifier taken or blocked, a customer that cannot be
+created) is shown on that form, as typed; what a save did is said once the whole page saved
+(``ServiceAdminMixin.note``), never next to the error of a refused one.
 """
 
-import csv
 import json
 import re
 
@@ -23,19 +26,14 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Left
-from django.http import (
-    Http404,
-    HttpResponse,
-    HttpResponseNotAllowed,
-    HttpResponseRedirect,
-    StreamingHttpResponse,
-)
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from customers import selectors
 from customers.forms import (
     ADD_IDENTIFIERS,
     BlockedIdentifierForm,
@@ -60,14 +58,21 @@ from customers.models import (
     IdentityKind,
     IdentityKindRule,
     MessageDirection,
+    PreferenceSource,
     PrivacyRequest,
     Segment,
     SegmentRule,
     Touchpoint,
 )
 from customers.segments import segment_queryset
-from customers.selectors import consent_current, customer_timeline, customers_matching
+from customers.selectors import (
+    consent_current,
+    customer_timeline,
+    customers_matching,
+    survivor_of,
+)
 from customers.services import (
+    MAX_MERGE,
     blocked_identifier_add,
     consent_record,
     conversation_reply,
@@ -79,16 +84,23 @@ from customers.services import (
     customer_update,
     identity_add,
     identity_remove,
+    merge_survivor,
     segment_count_refresh,
 )
 from customers.services.profile import EDITABLE
 from inventory.models import Location, LocationKind
 from omni.admin_utils import (
+    BigTableMixin,
     BoundedCountPaginator,
+    BoundedInlineMixin,
+    FormRefused,
     ReadOnlyAdmin,
     ServiceAdminMixin,
     choices_evaluated_once,
+    csv_cell,
+    csv_response,
     error_text,
+    plural,
 )
 from omni.exceptions import OmniError
 from omni.formats import api_datetime
@@ -96,8 +108,6 @@ from omni.models import Channel
 
 # The customer timeline on the change page, newest first.
 TIMELINE_PER_PAGE = 50
-# A merge folds at most this many profiles at once (one confirmation page lists them all).
-MAX_MERGE = 20
 # The members shown on a segment's page.
 SEGMENT_SAMPLE = 20
 # A conversation page shows this many of its latest messages.
@@ -116,22 +126,8 @@ SEGMENT_CSV_HEADER = [
 ]
 
 
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    return f"{count:,} {singular if count == 1 else (plural_form or singular + 's')}"
-
-
 def change_url(obj) -> str:
     return reverse(f"admin:customers_{obj._meta.model_name}_change", args=[obj.pk])
-
-
-def main_identity(kind: str) -> Subquery:
-    """The customer's main identifier of ``kind`` (verified first, then the oldest), served by
-    the (customer, kind) index."""
-    return Subquery(
-        Identity.objects.filter(customer=OuterRef("pk"), kind=kind)
-        .order_by("-verified", "first_seen_at", "pk")
-        .values("value")[:1]
-    )
 
 
 def customer_id_term(term: str) -> int | None:
@@ -151,16 +147,6 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None):
         return False
-
-
-class BigTableMixin:
-    """A changelist over millions of rows: pages without counting them, computes no facet
-    counts, sorts only in orders an index serves."""
-
-    paginator = BoundedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    date_hierarchy = None
 
 
 # --- Customer list filters --------------------------------------------------------------------
@@ -247,12 +233,24 @@ class IdentityInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def get_formset(self, request, obj=None, **kwargs):
+        # The form's own fields: the value stays out of the model's validation (see the form).
+        kwargs["fields"] = IdentityInlineForm.Meta.fields
+        return super().get_formset(request, obj, **kwargs)
 
-class ConsentInline(ReadOnlyInline):
+
+class ConsentInline(BoundedInlineMixin, ReadOnlyInline):
+    """The latest ``max_rows`` consent decisions (the full history is in the export)."""
+
     model = Consent
     fields = ["channel", "status", "occurred_at", "source", "proof", "recorded_at", "recorded_by"]
     readonly_fields = fields
-    verbose_name_plural = "Consent history (newest first; record one with the button above)"
+    parent_attname = "customer_id"
+    bounded_order = ("-occurred_at", "-id")
+    verbose_name_plural = (
+        f"Consent history (newest first, the latest {BoundedInlineMixin.max_rows} are shown; "
+        "record one with the button above)"
+    )
 
     def get_queryset(self, request):
         return (
@@ -263,15 +261,27 @@ class ConsentInline(ReadOnlyInline):
         )
 
 
-class ConversationInline(ReadOnlyInline):
+class ConversationInline(BoundedInlineMixin, ReadOnlyInline):
+    """The latest ``max_rows`` conversations (all of them in the conversation list)."""
+
     model = Conversation
     fields = ["subject", "status", "started_on", "assignee", "last_message_at"]
     readonly_fields = fields
     show_change_link = True
-    verbose_name_plural = "Conversations"
+    parent_attname = "customer_id"
+    bounded_order = ("-last_message_at", "-id")
+    verbose_name_plural = (
+        f"Conversations (the latest {BoundedInlineMixin.max_rows} are shown; search the "
+        "conversation list for all)"
+    )
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("started_on", "assignee")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("started_on", "assignee")
+            .order_by("-last_message_at", "-id")
+        )
 
 
 # --- Customers --------------------------------------------------------------------------------
@@ -342,26 +352,26 @@ class CustomerAdmin(BigTableMixin, ServiceAdminMixin, admin.ModelAdmin):
             super()
             .get_queryset(request)
             .annotate(
-                main_email=main_identity(IdentityKind.EMAIL),
-                main_phone=main_identity(IdentityKind.PHONE),
+                main_email=selectors.main_identity(IdentityKind.EMAIL),
+                main_phone=selectors.main_identity(IdentityKind.PHONE),
             )
         )
 
     def get_search_results(self, request, queryset, search_term):
-        """Any identifier, normalised as stored (``customers_matching``), or a name."""
+        """``#id``; else any identifier, normalised as stored (``customers_matching``: index
+        lookups); names (a scan of the table) only when no identifier matched."""
         term = search_term.strip()
         if not term:
             return queryset, False
         if term.startswith("#") and customer_id_term(term) is not None:
             return queryset.filter(pk=customer_id_term(term)), False
-        condition = Q(pk__in=customers_matching(term).values("pk"))
-        words = term.split()[:5]
-        if words:
-            name = Q()
-            for word in words:
-                name &= Q(first_name__icontains=word) | Q(last_name__icontains=word)
-            condition |= name
-        return queryset.filter(condition), False
+        found = list(customers_matching(term).values_list("pk", flat=True))
+        if found:
+            return queryset.filter(pk__in=found), False
+        name = Q()
+        for word in term.split()[:5]:
+            name &= Q(first_name__icontains=word) | Q(last_name__icontains=word)
+        return queryset.filter(name), False
 
     # Permissions: customers leave through a merge or an erasure (each a service and an audit
     # row), never a delete; an erased profile is read-only.
@@ -455,43 +465,44 @@ class CustomerAdmin(BigTableMixin, ServiceAdminMixin, admin.ModelAdmin):
         return "; ".join(used) or "-"
 
     # Saves: customer_create on the add page, customer_update on the change page; identifiers
-    # through identity_add and identity_remove.
+    # through identity_add and identity_remove. A refusal of customer_create or identity_add is
+    # shown on the form that held the values (``FormRefused``); what a save did is noted and
+    # shown once the whole page saved (``note``).
 
     def save_model(self, request, obj, form, change):
         if not change:
-            data = {
-                name: form.cleaned_data[name]
-                for name in EDITABLE
-                if form.cleaned_data.get(name) not in (None, "")
-            }
+            self._create(request, obj, form)
+            return
+        updated = customer_update(customer=obj, data=profile_changes(form, obj), actor=request.user)
+        if updated.changed_fields:
+            self.note(request, f"Profile changed: {', '.join(sorted(updated.changed_fields))}.")
+        obj.refresh_from_db()
+
+    def _create(self, request, obj, form):
+        data = {
+            name: form.cleaned_data[name]
+            for name in EDITABLE
+            if form.cleaned_data.get(name) not in (None, "")
+        }
+        try:
             created = customer_create(
                 data=data,
                 identifiers=form.cleaned_data["identifiers"],
                 source="admin",
                 actor=request.user,
             )
-            obj.pk = created.pk
-            obj.refresh_from_db()
-            obj._state.adding = False
-            attached = list(created.identities.values_list("kind", "value"))
-            self.message_user(
-                request,
-                f"Customer #{created.pk} created with {', '.join(v for _, v in attached)}.",
-                messages.SUCCESS,
-            )
-            dropped = [i.value for i in form.cleaned_data["identifiers"] if i.key not in attached]
-            if dropped:
-                self.message_user(
-                    request, f"Blocked, so not attached: {', '.join(dropped)}.", messages.WARNING
-                )
-            return
-        data = {name: form.cleaned_data[name] for name in form.changed_data if name in EDITABLE}
-        if data:
-            customer_update(customer=obj, data=data, actor=request.user)
-            self.message_user(
-                request, f"Profile changed: {', '.join(sorted(data))}.", messages.SUCCESS
-            )
+        except OmniError as exc:
+            raise FormRefused(form, exc) from exc
+        obj.pk = created.pk
         obj.refresh_from_db()
+        obj._state.adding = False
+        attached = list(created.identities.values_list("kind", "value"))
+        self.note(
+            request, f"Customer #{created.pk} created with {', '.join(v for _, v in attached)}."
+        )
+        dropped = [i.value for i in form.cleaned_data["identifiers"] if i.key not in attached]
+        if dropped:
+            self.note(request, f"Blocked, so not attached: {', '.join(dropped)}.", messages.WARNING)
 
     def save_formset(self, request, form, formset, change):
         if formset.model is not Identity:
@@ -503,29 +514,35 @@ class CustomerAdmin(BigTableMixin, ServiceAdminMixin, admin.ModelAdmin):
             if identity_form.instance.pk:
                 identity_remove(identity=identity_form.instance)
                 removed.append(identity_form.instance)
-        added = []
+        held = {identity_form.instance.pk for identity_form in formset.initial_forms}
+        added, already = [], []
         for identity_form in formset.extra_forms:
             data = getattr(identity_form, "cleaned_data", None)
             if not data or data.get("DELETE") or not identity_form.has_changed():
                 continue
-            added.append(
-                identity_add(
+            try:
+                identity = identity_add(
                     customer=customer,
                     kind=data["kind"],
                     value=data["value"],
                     verified=bool(data.get("verified")),
                     source="admin",
                 )
-            )
+            except OmniError as exc:
+                raise FormRefused(identity_form, exc) from exc
+            # identity_add returns the customer's own identity when she already holds it.
+            (already if identity.pk in held else added).append(identity)
         formset.new_objects, formset.changed_objects, formset.deleted_objects = added, [], removed
         if added:
-            self.message_user(
-                request, f"Added {', '.join(str(i) for i in added)}.", messages.SUCCESS
+            self.note(request, f"Added {', '.join(str(i) for i in added)}.")
+        if already:
+            self.note(
+                request,
+                f"Already this customer's: {', '.join(str(i) for i in already)}.",
+                messages.INFO,
             )
         if removed:
-            self.message_user(
-                request, f"Removed {', '.join(str(i) for i in removed)}.", messages.SUCCESS
-            )
+            self.note(request, f"Removed {', '.join(str(i) for i in removed)}.")
 
     # The change page: timeline, current consents and the buttons.
 
@@ -587,13 +604,27 @@ class CustomerAdmin(BigTableMixin, ServiceAdminMixin, admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def _customer_for(self, request, object_id) -> Customer:
+    def _customer_for(self, request, object_id) -> tuple[Customer | None, HttpResponse | None]:
+        """The customer of a tool page (consent, export, erase), or the response to give
+        instead: a redirect to the customer she was merged into (nothing done, a message says
+        so); a 404 when there never was such a customer."""
         if not self.has_change_permission(request):
             raise PermissionDenied
-        customer = Customer.objects.filter(pk=customer_id_term(unquote(object_id)) or 0).first()
-        if customer is None:
-            raise Http404("No such customer (merged into another one?).")
-        return customer
+        customer = self.get_object(request, unquote(object_id))
+        if customer is not None:
+            return customer, None
+        pk = customer_id_term(unquote(object_id))
+        survivor = survivor_of(pk) if pk is not None else None
+        if survivor is None or survivor == pk:
+            raise Http404("No such customer.")
+        self.message_user(
+            request,
+            f"Customer #{pk} was merged into customer #{survivor}, shown here; nothing was done.",
+            messages.WARNING,
+        )
+        return None, HttpResponseRedirect(
+            reverse("admin:customers_customer_change", args=[survivor])
+        )
 
     def _refuse_erased(self, request, customer):
         """A redirect to the customer's page if she was erased (nothing left to change)."""
@@ -618,7 +649,9 @@ class CustomerAdmin(BigTableMixin, ServiceAdminMixin, admin.ModelAdmin):
 
     def consent_view(self, request, object_id):
         """Record an opt-in or opt-out the customer gave staff (``consent_record``)."""
-        customer = self._customer_for(request, object_id)
+        customer, elsewhere = self._customer_for(request, object_id)
+        if elsewhere:
+            return elsewhere
         if refused := self._refuse_erased(request, customer):
             return refused
         form = ConsentRecordForm(request.POST if request.method == "POST" else None)
@@ -639,9 +672,8 @@ class CustomerAdmin(BigTableMixin, ServiceAdminMixin, admin.ModelAdmin):
                     request, f"Nothing was recorded. {error_text(exc)}", messages.ERROR
                 )
             else:
-                current = ConsentState.objects.filter(customer=customer, consent=consent).exists()
                 what = f"{consent.get_status_display().lower()} on {consent.channel.name}"
-                if current:
+                if consent.is_current:
                     text = f"Recorded: {customer} {what}."
                 else:
                     text = (
@@ -667,7 +699,9 @@ class CustomerAdmin(BigTableMixin, ServiceAdminMixin, admin.ModelAdmin):
     def export_view(self, request, object_id):
         """Everything held about the customer as a JSON download (``customer_export``, which
         records the request). GET shows the page asking for the reason."""
-        customer = self._customer_for(request, object_id)
+        customer, elsewhere = self._customer_for(request, object_id)
+        if elsewhere:
+            return elsewhere
         form = ReasonForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
             try:
@@ -694,7 +728,9 @@ class CustomerAdmin(BigTableMixin, ServiceAdminMixin, admin.ModelAdmin):
 
     def erase_view(self, request, object_id):
         """Confirmation page, then ``customer_erase``."""
-        customer = self._customer_for(request, object_id)
+        customer, elsewhere = self._customer_for(request, object_id)
+        if elsewhere:
+            return elsewhere
         if refused := self._refuse_erased(request, customer):
             return refused
         form = ReasonForm(
@@ -750,9 +786,10 @@ class CustomerAdmin(BigTableMixin, ServiceAdminMixin, admin.ModelAdmin):
             .order_by("created_at", "pk")[: MAX_MERGE + 1]
         )
         if len(customers) > MAX_MERGE:
+            # customer_merge refuses more (too_many_customers); say so before the confirmation.
             self.message_user(
                 request,
-                f"A merge folds at most {MAX_MERGE} customers at once. Nothing changed.",
+                f"A merge takes at most {MAX_MERGE} customers. Nothing changed.",
                 messages.ERROR,
             )
             return None
@@ -783,7 +820,7 @@ class CustomerAdmin(BigTableMixin, ServiceAdminMixin, admin.ModelAdmin):
                 messages.SUCCESS,
             )
             return HttpResponseRedirect(change_url(survivor))
-        survivor = customers[0]  # the oldest, as customer_merge decides
+        survivor = merge_survivor(customers)  # the one customer_merge keeps
         return TemplateResponse(
             request,
             "admin/customers/customer/merge.html",
@@ -806,6 +843,20 @@ class CustomerAdmin(BigTableMixin, ServiceAdminMixin, admin.ModelAdmin):
                 "selected": [str(c.pk) for c in customers],
             },
         )
+
+
+def profile_changes(form, customer) -> dict:
+    """The change form's profile for ``customer_update``: every editable field (the service
+    says which ones changed and stamps only those). The preferred channel only when staff
+    picked another one: the form shows an inferred channel like a chosen one, and sending it
+    back would turn the inference into the customer's choice."""
+    data = {name: form.cleaned_data[name] for name in EDITABLE if name in form.cleaned_data}
+    if (
+        customer.preferred_channel_source != PreferenceSource.CUSTOMER
+        and "preferred_channel" not in form.changed_data
+    ):
+        data.pop("preferred_channel", None)
+    return data
 
 
 def property_summary(properties) -> str:
@@ -840,31 +891,29 @@ class AssigneeFilter(admin.SimpleListFilter):
         return queryset
 
 
-class MessageInline(ReadOnlyInline):
+class MessageInline(BoundedInlineMixin, ReadOnlyInline):
     """The thread, oldest first, with the channel of each message (a conversation that began
-    on social media and went on by email shows both)."""
+    on social media and went on by email shows both); its latest ``max_rows`` messages."""
 
     model = ConversationMessage
     fields = ["sent_at", "direction", "channel", "body", "author", "source"]
     readonly_fields = fields
+    parent_attname = "conversation_id"
+    max_rows = MAX_MESSAGES
+    bounded_order = ("-sent_at", "-id")
     verbose_name_plural = f"Messages (oldest first; the latest {MAX_MESSAGES} are shown)"
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request).select_related("channel", "author")
-        match = request.resolver_match
-        object_id = match.kwargs.get("object_id") if match else None
-        if object_id and str(object_id).isdigit():
-            latest = (
-                ConversationMessage.objects.filter(conversation_id=int(object_id))
-                .order_by("-sent_at", "-id")
-                .values("pk")[:MAX_MESSAGES]
-            )
-            queryset = queryset.filter(pk__in=latest)
-        return queryset.order_by("sent_at", "id")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("channel", "author")
+            .order_by("sent_at", "id")
+        )
 
 
 @admin.register(Conversation)
-class ConversationAdmin(ServiceAdminMixin, admin.ModelAdmin):
+class ConversationAdmin(BigTableMixin, ServiceAdminMixin, admin.ModelAdmin):
     list_display = [
         "__str__",
         "customer_link",
@@ -878,9 +927,6 @@ class ConversationAdmin(ServiceAdminMixin, admin.ModelAdmin):
     search_fields = ["subject"]
     search_help_text = "The customer's email, phone or other identifier; #id; or the subject."
     list_select_related = ["customer", "started_on", "assignee"]
-    paginator = BoundedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
     ordering = ["-last_message_at", "-id"]
     sortable_by = ["last_message_at"]
     inlines = [MessageInline]
@@ -951,11 +997,7 @@ class ConversationAdmin(ServiceAdminMixin, admin.ModelAdmin):
         changes = {name: value for name, value in changes.items() if name in form.changed_data}
         if changes:
             conversation_update(conversation=obj, actor=request.user, **changes)
-            self.message_user(
-                request,
-                f"Conversation #{obj.pk}: {', '.join(sorted(changes))} changed.",
-                messages.SUCCESS,
-            )
+            self.note(request, f"Conversation #{obj.pk}: {', '.join(sorted(changes))} changed.")
         obj.refresh_from_db()
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
@@ -1045,29 +1087,18 @@ class SegmentRuleInline(admin.TabularInline):
         return choices_evaluated_once(super().formfield_for_foreignkey(db_field, request, **kwargs))
 
 
-def segment_member_rows(segment):
-    """The CSV of a segment's members, header first, read in chunks."""
+def segment_csv_rows(segment):
+    """The CSV of a segment's members, header first, read in chunks. Names and emails are free
+    text, guarded against spreadsheet formulas; phones are E.164 (``+`` and digits) as stored.
+
+    The rows come from ``selectors.segment_member_rows``."""
     yield SEGMENT_CSV_HEADER
-    members = (
-        segment_queryset(segment)
-        .annotate(email=main_identity(IdentityKind.EMAIL), phone=main_identity(IdentityKind.PHONE))
-        .order_by("pk")
-        .values_list(
-            "pk",
-            "first_name",
-            "last_name",
-            "email",
-            "phone",
-            "home_store__code",
-            "lifetime_revenue",
-            "last_seen_at",
-        )
-    )
+    members = selectors.segment_member_rows(segment)
     for pk, first, last, email, phone, store, revenue, seen in members.iterator(chunk_size=2000):
         yield [
             pk,
-            _cell(f"{first} {last}".strip()),
-            _cell(email or ""),
+            csv_cell(f"{first} {last}".strip()),
+            csv_cell(email or ""),
             phone or "",
             store or "",
             f"{revenue:.2f}",
@@ -1075,24 +1106,8 @@ def segment_member_rows(segment):
         ]
 
 
-def _cell(text: str) -> str:
-    """Text a spreadsheet would run as a formula is kept as text."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-class _Echo:
-    def write(self, value):
-        return value
-
-
-def segment_csv_response(segment) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
-    response = StreamingHttpResponse(
-        (writer.writerow(row) for row in segment_member_rows(segment)),
-        content_type="text/csv; charset=utf-8",
-    )
-    response["Content-Disposition"] = f'attachment; filename="segment-{segment.pk}.csv"'
-    return response
+def segment_csv_response(segment):
+    return csv_response(segment_csv_rows(segment), f"segment-{segment.pk}.csv")
 
 
 @admin.register(Segment)
@@ -1116,19 +1131,35 @@ class SegmentAdmin(admin.ModelAdmin):
             return "every customer"
         return f" {'and' if obj.match == 'all' else 'or'} ".join(rules)
 
+    def has_export_permission(self, request) -> bool:
+        """Exporting members hands out customers' personal data: it takes the permission to
+        view customers as well as segments."""
+        return self.has_view_permission(request) and request.user.has_perm(
+            f"{Customer._meta.app_label}.view_{Customer._meta.model_name}"
+        )
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and change:
             members = segment_queryset(obj)
             context["live_count"] = members.count()
-            context["sample"] = list(
-                members.annotate(
-                    email=main_identity(IdentityKind.EMAIL),
-                    phone=main_identity(IdentityKind.PHONE),
+            may_see_members = self.has_export_permission(request)
+            context["sample"] = (
+                list(
+                    members.annotate(
+                        email=selectors.main_identity(IdentityKind.EMAIL),
+                        phone=selectors.main_identity(IdentityKind.PHONE),
+                    )
+                    .select_related("home_store")
+                    .order_by("-pk")[:SEGMENT_SAMPLE]
                 )
-                .select_related("home_store")
-                .order_by("-pk")[:SEGMENT_SAMPLE]
+                if may_see_members
+                else None
             )
-            context["export_url"] = reverse("admin:customers_segment_export", args=[obj.pk])
+            context["export_url"] = (
+                reverse("admin:customers_segment_export", args=[obj.pk])
+                if may_see_members
+                else None
+            )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_urls(self):
@@ -1142,14 +1173,14 @@ class SegmentAdmin(admin.ModelAdmin):
         ]
 
     def export_view(self, request, object_id):
-        if not self.has_view_permission(request):
+        if not self.has_export_permission(request):
             raise PermissionDenied
-        segment = Segment.objects.filter(pk=customer_id_term(unquote(object_id)) or 0).first()
+        segment = self.get_object(request, unquote(object_id))
         if segment is None:
             raise Http404("No such segment.")
         return segment_csv_response(segment)
 
-    @admin.action(description="Export members as CSV (one segment)", permissions=["view"])
+    @admin.action(description="Export members as CSV (one segment)", permissions=["export"])
     def export_members(self, request, queryset):
         segments = list(queryset[:2])
         if len(segments) != 1:
@@ -1209,20 +1240,22 @@ class BlockedIdentifierAdmin(ServiceAdminMixin, admin.ModelAdmin):
         return obj is None and super().has_change_permission(request)
 
     def save_model(self, request, obj, form, change):
-        kind, value = form.cleaned_data["kind"], form.cleaned_data["value"]
-        holder = (
-            Identity.objects.filter(kind=kind, value=value)
-            .values_list("customer_id", flat=True)
-            .first()
-        )
-        blocked = blocked_identifier_add(kind=kind, value=value, reason=form.cleaned_data["reason"])
+        data = form.cleaned_data
+        try:
+            blocked = blocked_identifier_add(
+                kind=data["kind"], value=data["value"], reason=data["reason"]
+            )
+        except OmniError as exc:
+            raise FormRefused(form, exc) from exc
         obj.pk = blocked.pk
         obj.refresh_from_db()
         obj._state.adding = False
         text = f"Blocked {blocked.get_kind_display().lower()} {blocked.value}."
-        if holder is not None:
-            text += f" It was removed from customer #{holder}."
-        self.message_user(request, text, messages.SUCCESS)
+        if blocked.unlinked:
+            whom = "customer" if len(blocked.unlinked) == 1 else "customers"
+            ids = ", ".join(f"#{pk}" for pk in blocked.unlinked)
+            text += f" It was removed from {whom} {ids}."
+        self.note(request, text)
 
 
 # --- Read-only records ------------------------------------------------------------------------
@@ -1287,8 +1320,6 @@ class TouchpointAdmin(BigTableMixin, ReadOnlyAdmin):
     search_help_text = "The customer's email, phone or other identifier, or #customer id."
     list_select_related = ["customer", "channel", "location"]
     ordering = ["-occurred_at", "-id"]
-    sortable_by = ()
-    list_per_page = 100
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()

@@ -1,6 +1,7 @@
 """Admin forms of the customers app. They parse and normalise input (identifiers are stored
-normalised, so a form shows a mistyped email as a field error); the rules live in
-``customers.services``, which every save calls."""
+normalised, so a form shows a mistyped email as a field error); the rules (an identifier that
+belongs to someone else, a blocked value) live in ``customers.services``, which every save
+calls: the admin shows a service's refusal on the form that held the values."""
 
 from django import forms
 from django.contrib.admin import widgets
@@ -32,18 +33,6 @@ def _normalized(kind: str, value: str) -> str:
         raise forms.ValidationError(str(error)) from None
 
 
-def _owner_error(kind: str, value: str, customer_id=None) -> str | None:
-    """Why an identifier cannot be given to ``customer_id`` (None: to a new customer), or None.
-    The service refuses it as well; the form says so next to the field, with the owner."""
-    owner = Identity.objects.filter(kind=kind, value=value).values_list("customer_id", flat=True)
-    owner = owner.first()
-    if owner is None:
-        return None
-    if owner == customer_id:
-        return f"{value} is already one of this customer's identifiers."
-    return f"{value} belongs to customer #{owner}: open that customer, or merge the two."
-
-
 class CustomerAddForm(forms.ModelForm):
     """A new customer: her profile and at least one identifier (each normalised)."""
 
@@ -63,11 +52,7 @@ class CustomerAddForm(forms.ModelForm):
         value = (self.cleaned_data.get(name) or "").strip()
         if not value:
             return ""
-        value = _normalized(kind, value)
-        problem = _owner_error(kind, value)
-        if problem:
-            raise forms.ValidationError(problem)
-        return value
+        return _normalized(kind, value)
 
     def clean_email(self):
         return self._clean_identifier("email", IdentityKind.EMAIL)
@@ -92,11 +77,22 @@ class CustomerAddForm(forms.ModelForm):
 
 
 class IdentityInlineForm(forms.ModelForm):
-    """A new identifier typed on the customer page (existing ones are read-only)."""
+    """A new identifier typed on the customer page (existing ones are read-only), normalised;
+    ``identity_add`` refuses one that is taken or blocked.
+
+    The value is a form field outside ``Meta.fields``, so the model's validation leaves it
+    out: whether it is free is the service's to say, under the value's lock and naming the
+    customer who holds it, where the model's (kind, value) constraint would only say "already
+    exists". (The inline builds its formset with these ``Meta.fields``.)"""
+
+    value = forms.CharField(
+        max_length=Identity._meta.get_field("value").max_length,
+        help_text=Identity._meta.get_field("value").help_text,
+    )
 
     class Meta:
         model = Identity
-        fields = ["kind", "value", "verified"]
+        fields = ["kind", "verified"]
 
     def clean(self):
         data = super().clean()
@@ -107,11 +103,6 @@ class IdentityInlineForm(forms.ModelForm):
             data["value"] = _normalized(kind, value)
         except forms.ValidationError as error:
             self.add_error("value", error)
-            return data
-        customer_id = self.instance.customer_id
-        problem = _owner_error(kind, data["value"], customer_id)
-        if problem:
-            self.add_error("value", problem)
         return data
 
 

@@ -1,12 +1,20 @@
 """Reads about customers that more than one caller needs."""
 
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from omni.exceptions import NotFound
 
 from .identifiers import guess_identifiers, keys_q
-from .models import ConsentState, ConsentStatus, Customer, CustomerMerge, Identity, Touchpoint
+from .models import (
+    ConsentState,
+    ConsentStatus,
+    Customer,
+    CustomerMerge,
+    Identity,
+    IdentityKind,
+    Touchpoint,
+)
 
 
 def customers_matching(text: str) -> QuerySet:
@@ -98,4 +106,36 @@ def customers_contactable(channel) -> QuerySet:
         erased_at__isnull=True,
         consent_states__channel=channel,
         consent_states__status=ConsentStatus.OPTED_IN,
+    )
+
+
+def main_identity(kind: str) -> Subquery:
+    """The customer's main identifier of ``kind`` (verified first, then the oldest), served by
+    the (customer, kind) index; for annotating customer querysets."""
+    return Subquery(
+        Identity.objects.filter(customer=OuterRef("pk"), kind=kind)
+        .order_by("-verified", "first_seen_at", "pk")
+        .values("value")[:1]
+    )
+
+
+def segment_member_rows(segment):
+    """A segment's members for export, by id: ``(id, first name, last name, email, phone,
+    home store code, lifetime revenue, last seen)``."""
+    from .segments import segment_queryset
+
+    return (
+        segment_queryset(segment)
+        .annotate(email=main_identity(IdentityKind.EMAIL), phone=main_identity(IdentityKind.PHONE))
+        .order_by("pk")
+        .values_list(
+            "pk",
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "home_store__code",
+            "lifetime_revenue",
+            "last_seen_at",
+        )
     )

@@ -76,10 +76,14 @@ from inventory.services import (
 )
 from inventory.tasks import refresh_availability
 from omni.admin_utils import (
+    MAX_INLINE_ROWS,
+    BigTableMixin,
     BoundedCountPaginator,
+    BoundedInlineMixin,
     ReadOnlyAdmin,
     ServiceAdminMixin,
     error_text,
+    plural,
     register_channel_inline,
     register_channel_saved,
 )
@@ -91,22 +95,9 @@ logger = logging.getLogger(__name__)
 # An action works on at most this many rows (one service call each): select across a filter
 # of a million stock rows and the action refuses instead of running for an hour.
 MAX_ACTION_ROWS = 500
-# A read-only inline shows at most this many rows (a POS snapshot count has thousands).
-MAX_INLINE_ROWS = 200
 
 
 # --- Shared behaviour -------------------------------------------------------------------------
-
-
-class BigTableMixin:
-    """A changelist over millions of rows: pages without counting them, computes no facet
-    counts and sorts only in its ``ordering`` (which an index serves), never by a column."""
-
-    paginator = BoundedCountPaginator
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    sortable_by = ()
-    list_per_page = 100
 
 
 class ExactSearchMixin:
@@ -180,34 +171,11 @@ class LinesOnAddOnly:
         return obj is None and super().has_delete_permission(request, obj)
 
 
-class BoundedInlineMixin:
-    """A read-only inline showing the first ``MAX_INLINE_ROWS`` rows of its parent."""
-
-    parent_attname = ""
-
-    def get_queryset(self, request):
-        queryset = super().get_queryset(request)
-        match = request.resolver_match
-        parent_id = match.kwargs.get("object_id") if match else None
-        if not parent_id or not str(parent_id).isdigit():
-            return queryset
-        first = (
-            queryset.model.objects.filter(**{self.parent_attname: int(parent_id)})
-            .order_by("pk")
-            .values("pk")[:MAX_INLINE_ROWS]
-        )
-        return queryset.filter(pk__in=first)
-
-
 def changelist_url(model, **params) -> str:
     url = reverse(f"admin:inventory_{model._meta.model_name}_changelist")
     if params:
         url += "?" + "&".join(f"{key}={value}" for key, value in params.items())
     return url
-
-
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    return f"{count:,} {singular if count == 1 else (plural_form or singular + 's')}"
 
 
 class ServiceActionsMixin:

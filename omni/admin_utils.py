@@ -1,28 +1,126 @@
 """Helpers shared by the admins of every app."""
 
+import csv
+
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
-from django.http import HttpResponseRedirect
+from django.http import HttpResponseRedirect, StreamingHttpResponse
 from django.utils.functional import cached_property
 
 from omni.exceptions import OmniError
+
+# A bounded inline shows at most this many rows of its parent (a POS snapshot count has
+# thousands of lines, a loyal customer hundreds of consent decisions).
+MAX_INLINE_ROWS = 200
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """``1 line``, ``2,000 lines``, ``3 discrepancies`` (with ``plural_form``)."""
+    return f"{count:,} {singular if count == 1 else (plural_form or singular + 's')}"
+
+
+class FormRefused(Exception):
+    """A service refused what one form of the change page holds (the page's own form or one
+    inline form). ``ServiceAdminMixin`` rolls the save back and shows the page again with the
+    service's message on that form, as typed."""
+
+    def __init__(self, form, error: OmniError):
+        super().__init__(error.message)
+        self.error = error
+        self.prefix = form.prefix or ""
+        # The message goes on the one field the service names, else on the form as a whole.
+        named = [name for name in error.extra if name in form.fields]
+        self.errors = {named[0] if len(named) == 1 else None: [error.message]}
 
 
 class ServiceAdminMixin:
     """Admin whose saves call services: a refused write shows its message and changes nothing.
 
     Django's change view runs in a transaction, so an ``OmniError`` raised by a service while
-    saving the object or its inlines rolls back everything the save had done.
+    saving the object or its inlines rolls back everything the save had done; the page then
+    shows the service's message. A ``FormRefused`` (a service refused one form's values) shows
+    the page again, as submitted, with the message on that form.
+
+    Saves report what they did through ``note`` rather than ``message_user``: the notes are
+    shown once the whole save went through, never next to the error of a refused one.
     """
 
+    def note(self, request, text: str, level=messages.SUCCESS) -> None:
+        """A message shown if the save of this page goes through."""
+        request._service_notes = [*getattr(request, "_service_notes", []), (level, text)]
+
+    def _emit_notes(self, request) -> None:
+        for level, text in getattr(request, "_service_notes", []):
+            self.message_user(request, text, level)
+        request._service_notes = []
+
+    def response_add(self, request, obj, post_url_continue=None):
+        self._emit_notes(request)
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        self._emit_notes(request)
+        return super().response_change(request, obj)
+
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        request._service_notes = []
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
-        except OmniError as exc:
-            self.message_user(request, f"Nothing was saved. {error_text(exc)}", messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
+        except FormRefused as refused:
+            if getattr(request, "_service_form_errors", None) is None:
+                # Validate again with the service's message on the refused form: it is
+                # invalid now, so the page is shown as submitted and nothing is saved.
+                request._service_notes = []
+                request._service_form_errors = {refused.prefix: refused.errors}
+                return self.changeform_view(request, object_id, form_url, extra_context)
+            exc = refused.error
+        except OmniError as error:
+            exc = error
+        request._service_notes = []
+        self.message_user(request, f"Nothing was saved. {error_text(exc)}", messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        refused = (getattr(request, "_service_form_errors", None) or {}).get("")
+        if refused:
+            form = type(form.__name__, (_RefusedForm, form), {"service_errors": refused})
+        return form
+
+    def get_formsets_with_inlines(self, request, obj=None):
+        refused = getattr(request, "_service_form_errors", None)
+        for formset, inline in super().get_formsets_with_inlines(request, obj):
+            if refused:
+                formset = type(
+                    formset.__name__, (_RefusedFormSet, formset), {"service_errors": refused}
+                )
+            yield formset, inline
+
+
+class _RefusedForm:
+    """The page's form with the errors a service gave it (``FormRefused``)."""
+
+    service_errors: dict = {}
+
+    def clean(self):
+        data = super().clean()
+        for field, errors in self.service_errors.items():
+            self.add_error(field, errors)
+        return data
+
+
+class _RefusedFormSet:
+    """An inline formset with the errors a service gave one of its forms, by form prefix."""
+
+    service_errors: dict = {}
+
+    def clean(self):
+        super().clean()
+        for form in self.forms:
+            for field, errors in self.service_errors.get(form.prefix, {}).items():
+                form.add_error(field, errors)
 
 
 def error_text(exc: OmniError) -> str:
@@ -57,6 +155,68 @@ def choices_evaluated_once(formfield):
     if formfield is not None and getattr(formfield, "queryset", None) is not None:
         formfield.choices = list(formfield.choices)
     return formfield
+
+
+class BoundedInlineMixin:
+    """An inline showing at most ``max_rows`` rows of its parent: the first in
+    ``bounded_order`` (the oldest unless set; ``("-occurred_at", "-id")`` for the newest), picked
+    through the parent's foreign key index. The inline's own ordering then applies to them."""
+
+    parent_attname = ""  # the foreign key to the parent, e.g. "count_id"
+    max_rows = MAX_INLINE_ROWS
+    bounded_order: tuple[str, ...] = ("pk",)
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        match = request.resolver_match
+        parent_id = match.kwargs.get("object_id") if match else None
+        if not parent_id or not str(parent_id).isdigit():
+            return queryset
+        shown = (
+            queryset.model._default_manager.filter(**{self.parent_attname: int(parent_id)})
+            .order_by(*self.bounded_order)
+            .values("pk")[: self.max_rows]
+        )
+        return queryset.filter(pk__in=shown)
+
+
+# --- CSV downloads ----------------------------------------------------------------------------
+
+# A cell starting with one of these is run as a formula by spreadsheets (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """Text a spreadsheet would run as a formula, kept as text (a leading apostrophe); any
+    other value as it is."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_text_guarded(rows):
+    """``rows`` with every text cell through ``csv_cell``: for files whose text columns are all
+    free text (a column of E.164 phone numbers, which start with ``+``, is guarded cell by cell
+    by its producer instead)."""
+    for row in rows:
+        yield [csv_cell(value) for value in row]
+
+
+class _Echo:
+    """A file whose ``write`` returns the line, for streaming ``csv.writer`` output."""
+
+    def write(self, value):
+        return value
+
+
+def csv_response(rows, filename: str) -> StreamingHttpResponse:
+    """Rows (the header first) as a streamed CSV download."""
+    writer = csv.writer(_Echo())
+    response = StreamingHttpResponse(
+        (writer.writerow(row) for row in rows), content_type="text/csv; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -133,6 +293,18 @@ class BoundedCountPaginator(Paginator):
             row = cursor.fetchone()
         # -1: never analysed; a small table is counted exactly instead.
         return row[0] if row and row[0] > 0 else None
+
+
+class BigTableMixin:
+    """A changelist over millions of rows: pages without counting them, computes no facet
+    counts and sorts only in its ``ordering`` (which an index serves) unless ``sortable_by``
+    names indexed columns."""
+
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    sortable_by = ()
+    list_per_page = 100
 
 
 # --- Extensions of the channel admin by later apps --------------------------------------------
