@@ -508,6 +508,7 @@ class SegmentRuleKind(models.TextChoices):
     CONSENT = "consent", "Has opted in on channel"
     TOUCHPOINT_WITHIN = "touchpoint_within", "Had a touchpoint of kind within the last N days"
     SEEN_WITHIN = "seen_within", "Seen within the last N days"
+    HAS_OPEN_CART = "has_open_cart", "Has an open cart (optionally on a channel)"
 
 
 class SegmentAttribute(models.TextChoices):

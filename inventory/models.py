@@ -67,6 +67,11 @@ class Location(models.Model):
         help_text="Units of each item kept back from reservations and channels, unless the "
         "stock row sets its own.",
     )
+    pickup_transfer_hours = models.PositiveIntegerField(
+        default=48,
+        help_text="Hours it takes to bring stock here from another location for a pickup "
+        "order; the customer is told the order will be ready then.",
+    )
     is_active = models.BooleanField(default=True)
     count_requested_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="Set when a count has been requested."

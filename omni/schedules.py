@@ -54,6 +54,13 @@ SCHEDULES = [
         description="Hourly: count the members of every customer segment for the admin list.",
     ),
     Schedule(
+        name="Close abandoned carts",
+        task="orders.abandon_carts",
+        minute="40",
+        hour="3",
+        description="Nightly: open carts idle for OMNI_CART_ABANDON_DAYS close as abandoned.",
+    ),
+    Schedule(
         name="Purge expired idempotency keys",
         task="omni.purge_idempotency_keys",
         minute="15",

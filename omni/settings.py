@@ -216,6 +216,10 @@ SPECTACULAR_SETTINGS = {
 OMNI_DEFAULT_CURRENCY = env.str("OMNI_DEFAULT_CURRENCY", default="EUR")
 # Phone numbers written without a country code are read as numbers of this country.
 OMNI_PHONE_REGION = env.str("OMNI_PHONE_REGION", default="FR")
+# Open carts idle this many days are closed as abandoned.
+OMNI_CART_ABANDON_DAYS = env.int("OMNI_CART_ABANDON_DAYS", default=30)
+# A pickup ready this many days without being collected shows as overdue on the store pages.
+OMNI_PICKUP_OVERDUE_DAYS = env.int("OMNI_PICKUP_OVERDUE_DAYS", default=3)
 
 LOGGING = {
     "version": 1,

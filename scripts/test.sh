@@ -3,7 +3,7 @@
 # the whole test suite against it. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/system_deps.sh redis
+scripts/system_deps.sh redis chromium
 scripts/setup.sh
 export DEBUG=false SECRET_KEY=test-only-secret-key-not-for-production-use-0123456789abcdef
 export SECURE_SSL_REDIRECT=false CELERY_BROKER_URL=${TEST_CELERY_BROKER_URL:-memory://}

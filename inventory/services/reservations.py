@@ -81,6 +81,30 @@ def _sellable(row: StockLevel, location: Location, pending: int = 0) -> int:
     return max(0, row.on_hand - row.reserved - pending - safety)
 
 
+def sellable_quantities(pairs) -> dict[tuple[int, int], int]:
+    """What each ``(location id, variant id)`` may still hold for someone, by the same rule as
+    ``stock_reserve``, read without locks (for planning; the reservation re-checks under its
+    locks). Pairs without a stock row hold nothing."""
+    pairs = set(pairs)
+    if not pairs:
+        return {}
+    location_ids = {loc for loc, _ in pairs}
+    variant_ids = {var for _, var in pairs}
+    locations = Location.objects.in_bulk(location_ids)
+    rows = StockLevel.objects.filter(location_id__in=location_ids, variant_id__in=variant_ids)
+    found = {
+        (row.location_id, row.variant_id): _sellable(row, locations[row.location_id])
+        for row in rows
+        if (row.location_id, row.variant_id) in pairs
+    }
+    return {pair: found.get(pair, 0) for pair in pairs}
+
+
+def distance_km(a, b) -> float:
+    """Great-circle distance in km between two ``(latitude, longitude)`` points."""
+    return _distance_km(a, b)
+
+
 def _distance_km(a, b) -> float:
     """Great-circle distance between two (latitude, longitude) points."""
     lat1, lon1, lat2, lon2 = map(math.radians, (float(a[0]), float(a[1]), float(b[0]), float(b[1])))

@@ -14,6 +14,7 @@ from inventory.models import (
     TransferLine,
     TransferStatus,
 )
+from inventory.signals import transfer_cancelled, transfer_received
 from omni.exceptions import Conflict, OmniError, ValidationFailed
 from omni.services import outbox_emit
 
@@ -245,6 +246,11 @@ def transfer_receive(*, transfer: Transfer, quantities: dict | None = None, acto
     transfer.received_at = timezone.now()
     transfer.save(update_fields=["status", "received_at"])
     after_commit_refresh(line.variant_id for line in lines)
+    transfer_received.send(
+        sender=Transfer,
+        transfer=transfer,
+        received={line.variant_id: received[line.pk] for line in lines},
+    )
     outbox_emit(
         type="inventory.transfer_received",
         subject_type="transfer",
@@ -265,6 +271,7 @@ def transfer_cancel(*, transfer: Transfer, actor=None) -> Transfer:
     )
     transfer.status = TransferStatus.CANCELLED
     transfer.save(update_fields=["status"])
+    transfer_cancelled.send(sender=Transfer, transfer=transfer)
     outbox_emit(
         type="inventory.transfer_cancelled",
         subject_type="transfer",
