@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format migrations-check bench bench-inventory bench-customers setup demo clean
+.PHONY: help run test lint format migrations-check bench bench-inventory bench-customers bench-orders setup demo clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
@@ -24,6 +24,11 @@ bench-customers: ## Customer benchmarks on 1 million customers and 5 million tou
 	@scripts/system_deps.sh wrk
 	@scripts/setup.sh
 	@.venv/bin/python scripts/with_postgres.py -- .venv/bin/python bench/customers.py $(ARGS)
+
+bench-orders: ## Order benchmarks: placement through the API against the floor and pgbench, the pickup queue page; writes docs/benchmarks-orders.md
+	@scripts/system_deps.sh wrk
+	@scripts/setup.sh
+	@.venv/bin/python scripts/with_postgres.py -- .venv/bin/python bench/orders.py $(ARGS)
 
 setup: ## Create .venv and install dependencies
 	@scripts/setup.sh

@@ -438,16 +438,15 @@ def markdown(data: dict, sweep: dict | None) -> str:
     return "\n".join(out)
 
 
-KEPT_BLOCK = re.compile(r"\n<!-- customers:begin.*?<!-- customers:end -->\n", re.S)
+KEPT_BLOCK = re.compile(r"<!-- (customers|orders):begin.*?<!-- \1:end -->", re.S)
 
 
 def write_markdown(path: Path, data: dict, sweep: dict | None) -> None:
     """Rewrite the page, keeping the block other benchmarks (``make bench-customers``) wrote."""
     text = markdown(data, sweep)
     old = path.read_text() if path.exists() else ""
-    kept = KEPT_BLOCK.search(old)
-    if kept:
-        text = text.rstrip("\n") + "\n" + kept.group(0)
+    for kept in KEPT_BLOCK.finditer(old):
+        text = text.rstrip("\n") + "\n\n" + kept.group(0) + "\n"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
