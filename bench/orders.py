@@ -48,6 +48,7 @@ BEGIN = "<!-- orders:begin (written by bench/orders.py, make bench-orders) -->"
 END = "<!-- orders:end -->"
 FLOOR_PATH = "/bench/floor"
 ORDERS_PATH = "/api/v1/orders/"
+SIGN_IN = "/store/sign-in/"
 PGBENCH = Path(os.environ.get("OMNI_PG_BIN", "/usr/lib/postgresql/15/bin")) / "pgbench"
 SECTIONS = ("placement", "queue")
 TARGETS = {"floor_ratio": 0.25, "pgbench_ratio": 0.10, "queue_queries": 10, "queue_p95_ms": 200}
@@ -401,7 +402,7 @@ def queue_data() -> dict:
 def queue_path(store_code: str) -> str:
     from django.urls import reverse
 
-    return reverse("store:pickups", kwargs={"location": store_code})
+    return reverse("store:pickups", args=[store_code])
 
 
 def count_queue_queries(username: str, password: str, path: str) -> dict:
@@ -434,7 +435,7 @@ def bench_queue(args, base_url, data) -> dict:
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     path = queue_path(data["store"])
     # Sign in through the store's sign-in page like a person would.
-    conn.request("GET", "/store/login/", headers={"X-Forwarded-Proto": "https"})
+    conn.request("GET", SIGN_IN, headers={"X-Forwarded-Proto": "https"})
     page = conn.getresponse()
     body = page.read().decode()
     cookies = _cookies(page)
@@ -442,12 +443,12 @@ def bench_queue(args, base_url, data) -> dict:
     form = f"csrfmiddlewaretoken={token}&username={data['user']}&password={data['password']}"
     conn.request(
         "POST",
-        "/store/login/",
+        SIGN_IN,
         body=form,
         headers={
             "Content-Type": "application/x-www-form-urlencoded",
             "Cookie": _cookie_header(cookies),
-            "Referer": f"https://{host}:{port}/store/login/",
+            "Referer": f"https://{host}:{port}{SIGN_IN}",
             "X-Forwarded-Proto": "https",
         },
     )

@@ -329,3 +329,45 @@ def register_channel_saved(hook):
     if hook not in CHANNEL_SAVED_HOOKS:
         CHANNEL_SAVED_HOOKS.append(hook)
     return hook
+
+
+# An action works on at most this many rows (one service call each): select across a filter
+# of a million rows and the action refuses instead of running for an hour.
+MAX_ACTION_ROWS = 500
+
+
+class ServiceActionsMixin:
+    """Admin actions that call one service per selected row."""
+
+    def bounded_rows(self, request, queryset):
+        """The selected rows, or None (with a message) when there are too many for one action."""
+        rows = list(queryset[: MAX_ACTION_ROWS + 1])
+        if len(rows) > MAX_ACTION_ROWS:
+            self.message_user(
+                request,
+                f"An action works on at most {MAX_ACTION_ROWS} rows at once; narrow the list "
+                "with a filter or a search. Nothing changed.",
+                messages.ERROR,
+            )
+            return None
+        return rows
+
+    def run_each(self, request, queryset, call, *, done, label=str):
+        """``call(row)`` for each selected row, each its own transaction; one message says how
+        many were done, another lists the refused ones with the service's reason."""
+        rows = self.bounded_rows(request, queryset)
+        if rows is None:
+            return
+        succeeded, refused = 0, []
+        for row in rows:
+            try:
+                call(row)
+            except OmniError as exc:
+                refused.append(f"{label(row)}: {error_text(exc)}")
+            else:
+                succeeded += 1
+        if succeeded:
+            self.message_user(request, done(succeeded), messages.SUCCESS)
+        if refused:
+            shown = "; ".join(refused[:10]) + ("; …" if len(refused) > 10 else "")
+            self.message_user(request, f"{len(refused)} refused: {shown}", messages.WARNING)

@@ -122,6 +122,8 @@ USE_TZ = True
 
 # --- Static and generated files -----------------------------------------------------------
 STATIC_URL = "static/"
+# Assets of the store pages (templates/store/), next to the templates they style.
+STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.path("STATIC_ROOT", default=VAR_DIR / "static")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

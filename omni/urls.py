@@ -3,17 +3,25 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from omni import views
+from orders.confirmation import order_confirmation
 
 urlpatterns = [
     # The integrator API first: it takes most of the traffic.
     path("api/v1/catalog/", include("catalog.api.urls")),
     path("api/v1/inventory/", include("inventory.api.urls")),
     path("api/v1/customers/", include("customers.api.urls")),
+    path("api/v1/orders/", include("orders.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("omni.api.urls")),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    path(
+        "pickup/<str:token>/",
+        order_confirmation,
+        name="order-confirmation",
+    ),
+    path("store/", include("orders.urls")),
 ]
 
 handler404 = "omni.urls.not_found"

@@ -14,6 +14,7 @@ echo "==> migrating the database"
 $PY manage.py migrate --noinput | grep -vE "^\s+Applying|^Operations|^Running" || true
 $PY manage.py load_demo
 credentials=$($PY manage.py ensure_admin)
+store_credentials=$($PY manage.py ensure_store_staff)
 
 pids=()
 cleanup() {
@@ -38,9 +39,11 @@ cat <<EOT
 
   Omni is running (Ctrl-C stops the web server, the worker and beat).
     Admin     http://$HOST:$PORT/admin/
+    Store     http://$HOST:$PORT/store/
     API docs  http://$HOST:$PORT/api/docs/
     Health    http://$HOST:$PORT/healthz
   $credentials
+  $store_credentials
 
 EOT
 wait -n "${pids[@]}"

@@ -17,9 +17,9 @@ from .reorder import (
 )
 from .reservations import (
     ReserveLine,
-    reservations_expire,
     channel_sources,
     distance_km,
+    reservations_expire,
     reservations_resource,
     sellable_quantities,
     stock_consume,

@@ -170,6 +170,7 @@ def stock_reserve(
     kind: str = ReservationKind.ORDER_LINE,
     expires_at=None,
     near: tuple | None = None,
+    shipping: bool = False,
 ) -> list[Reservation]:
     """Hold stock for every line, or for none.
 
@@ -177,7 +178,9 @@ def stock_reserve(
     allocation strategy (a line may be split over locations), or only from its pinned location.
     Never takes more than ``on_hand - reserved - safety stock`` at a location. Stock rows are
     locked in primary-key order. A short line refuses the whole request with
-    ``insufficient_stock``, saying for each short line how much is available.
+    ``insufficient_stock``, saying for each short line how much is available. With
+    ``shipping``, only locations that ship online orders serve the unpinned lines (a parcel
+    leaves from a warehouse or a shipping store, not from any shop floor).
     """
     reference = (reference or "").strip()
     too_long = [
@@ -227,6 +230,8 @@ def stock_reserve(
         raise ValidationFailed("Some lines cannot be reserved.", extra={"lines": errors})
 
     sources = channel_sources(channel) if channel is not None else []
+    if shipping:
+        sources = [(loc, priority) for loc, priority in sources if loc.ships_online_orders]
     policy = _policy(channel)
     if kind == ReservationKind.CHECKOUT_HOLD and expires_at is None:
         expires_at = timezone.now() + timedelta(

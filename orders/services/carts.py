@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from customers.models import TouchpointKind
+from customers.services.common import identifiers_lock
 from customers.services.touchpoints import touchpoint_record
 from inventory.services.common import variant_of, variants_by_sku
 from omni.exceptions import Conflict, NotFound, ValidationFailed
@@ -20,6 +21,7 @@ from .common import (
     LineInput,
     lock_with_customer,
     new_token,
+    parse_customer,
     price_lines,
     require_sales_channel,
     resolve_customer,
@@ -44,7 +46,7 @@ def _writable(cart: Cart, now) -> None:
 
 
 def _touch(cart: Cart, kind: str, variant, quantity: int, at, event_id: str | None = None):
-    if cart.customer_id is None:
+    if cart.customer_id is None or cart.customer.erased_at is not None:
         return
     touchpoint_record(
         customer=cart.customer,
@@ -114,6 +116,12 @@ def cart_line_add(*, cart: Cart, sku, quantity=1, source: str = SOURCE) -> CartL
     now = timezone.now()
     _writable(cart, now)
     (priced,), currency = price_lines(channel=cart.channel, lines=[LineInput(sku, quantity)])
+    if currency != cart.currency and cart.lines.exclude(variant=priced.variant).exists():
+        raise ValidationFailed(
+            f"{priced.variant.sku} is priced in {currency}; this cart is in {cart.currency}.",
+            code="mixed_currencies",
+            extra={"sku": [f"Priced in {currency}, not {cart.currency}."]},
+        )
     line = CartLine.objects.filter(cart=cart, variant=priced.variant).first()
     if line is None:
         line = CartLine.objects.create(
@@ -186,7 +194,10 @@ def _remove(cart: Cart, line: CartLine, now) -> None:
 def cart_identify(*, cart: Cart, source: str, identifiers=None, customer=None, actor=None) -> Cart:
     """The shopper said who she is (signed in, typed her email): the cart joins her profile
     through identity resolution, and what she put in it while anonymous reaches her
-    timeline. A cart of one customer cannot pass to another."""
+    timeline. A cart of one customer cannot pass to another (identifiers that name her and
+    someone else merge the two, and the cart stays with the survivor)."""
+    # Identifiers first, then the cart's customer: the order identity resolution locks in.
+    identifiers_lock(i.key for i in parse_customer(identifiers))
     cart = cart_lock(cart)
     now = timezone.now()
     _writable(cart, now)
@@ -197,6 +208,8 @@ def cart_identify(*, cart: Cart, source: str, identifiers=None, customer=None, a
         raise ValidationFailed(
             "Say who the customer is.", extra={"identifiers": ["At least one identifier."]}
         )
+    # A merge the resolution made may have moved this cart to the survivor meanwhile.
+    cart.customer_id = Cart.objects.values_list("customer_id", flat=True).get(pk=cart.pk)
     if cart.customer_id not in (None, resolved.pk):
         raise Conflict(
             "This cart belongs to another customer.",

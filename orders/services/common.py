@@ -71,10 +71,21 @@ def save_with_unique_number(instance, prefix: str, attempts: int = 5):
                 instance.save(force_insert=True)
             return instance
         except IntegrityError as exc:
-            if "number" not in str(exc):
+            if not _clash_on(exc, instance, "number"):
                 raise
             instance.pk = None
     raise Conflict("Could not draw a free number; try again.")
+
+
+def _clash_on(exc: IntegrityError, instance, field: str) -> bool:
+    """Whether ``exc`` is the unique constraint of ``field`` refusing the row (by the name
+    PostgreSQL reports; another value that merely contains the word does not count)."""
+    diag = getattr(exc.__cause__, "diag", None)
+    constraint = getattr(diag, "constraint_name", None)
+    if constraint is None:  # not PostgreSQL: the message names the column
+        return f".{field}" in str(exc)
+    column = instance._meta.get_field(field).column
+    return constraint.startswith(f"{instance._meta.db_table}_{column}_")
 
 
 def require_sales_channel(channel: Channel, field: str = "channel") -> None:
@@ -115,6 +126,12 @@ def price_lines(
             f"At most {MAX_LINES} lines.", extra={"lines": [f"At most {MAX_LINES} lines."]}
         )
     variants = variants_by_sku(line.sku for line in lines)
+    products = {
+        variant.pk: variant.product
+        for variant in Variant.objects.filter(
+            pk__in=[v.pk for v in variants.values()]
+        ).select_related("product")
+    }
     listings = {
         listing.variant_id: listing
         for listing in ChannelListing.objects.filter(
@@ -129,7 +146,7 @@ def price_lines(
             quantity = positive_quantity(line.quantity)
             listing = listings.get(variant.pk)
             given = line.unit_price if allow_price else None
-            if not variant.is_active:
+            if not (variant.is_active and products[variant.pk].is_active):
                 raise ValidationFailed(
                     f"{variant.sku} is not sold any more.",
                     extra={"sku": [f"{variant.sku} is not sold any more."]},
@@ -144,7 +161,8 @@ def price_lines(
         except OmniError as exc:
             errors[str(index)] = exc.extra or {"line": [exc.message]}
             continue
-        title = (listing.title if listing and listing.title else variant.product.title)[:250]
+        product = products[variant.pk]
+        title = (listing.title if listing and listing.title else product.title)[:250]
         if variant.option_values:
             title = f"{title} ({variant.options_label})"[:300]
         if merge and variant.pk in index_of:
@@ -160,11 +178,33 @@ def price_lines(
             + (f" ({len(errors)} lines.)" if len(errors) > 1 else ""),
             extra={"lines": errors},
         )
-    currency = next(
-        (listings[p.variant.pk].currency for p in priced if p.variant.pk in listings),
-        channel.currency,
-    )
-    return priced, currency or channel.currency
+    currencies = {
+        p.variant.pk: (
+            listings[p.variant.pk].currency if p.variant.pk in listings else channel.currency
+        )
+        for p in priced
+    }
+    currency = currencies[priced[0].variant.pk] or channel.currency
+    mixed = {
+        str(index): {"currency": [f"Priced in {currencies[v.pk]}, not {currency}."]}
+        for index, v in _line_variants(lines, variants)
+        if v.pk in currencies and (currencies[v.pk] or channel.currency) != currency
+    }
+    if mixed:
+        raise ValidationFailed(
+            f"The lines are priced in different currencies on {channel.code}; an order has one.",
+            code="mixed_currencies",
+            extra={"lines": mixed},
+        )
+    return priced, currency
+
+
+def _line_variants(lines, variants):
+    for index, line in enumerate(lines):
+        try:
+            yield index, variant_of(variants, line.sku)
+        except OmniError:
+            continue
 
 
 def parse_customer(identifiers) -> list[Identifier]:
@@ -173,12 +213,14 @@ def parse_customer(identifiers) -> list[Identifier]:
     if not identifiers:
         return []
     if all(isinstance(i, Identifier) for i in identifiers):
-        return list(identifiers)
+        # Built by a caller, maybe from raw input: stored only in their normalised form, so
+        # ``Camille@Example.com`` finds the customer ``camille@example.com`` names.
+        identifiers = [
+            {"kind": i.kind, "value": i.value, "verified": i.verified} for i in identifiers
+        ]
     parsed, errors = parse_identifiers(identifiers)
     if errors:
-        raise ValidationFailed(
-            "Some customer identifiers are invalid.", extra={"identifiers": errors}
-        )
+        raise ValidationFailed("Some customer identifiers are invalid.", extra=errors)
     return parsed
 
 
@@ -230,9 +272,22 @@ def order_lock(order: Order) -> Order:
     return lock_with_customer(Order, order.pk, "store")
 
 
+def order_row_lock(order_pk: int) -> Order:
+    """Lock an order's row alone, for the transfer hooks: inventory calls them holding stock
+    rows, and taking the customer after those would invert the customer-then-stock order
+    every placement follows (a deadlock). They write neither the customer nor her timeline;
+    a merge moving the order waits for this lock, which never waits on the merge."""
+    return (
+        Order.objects.select_for_update(of=("self",))
+        .select_related("channel", "store")
+        .get(pk=order_pk)
+    )
+
+
 def timeline(order: Order, kind: str, event: str, *, location=None, properties=None, at=None):
-    """Put an order event on its customer's timeline (nothing for an anonymous order)."""
-    if order.customer_id is None:
+    """Put an order event on its customer's timeline (nothing for an anonymous order, nor for
+    a customer who was erased: her timeline is gone and must not grow back)."""
+    if order.customer_id is None or order.customer.erased_at is not None:
         return
     touchpoint_record(
         customer=order.customer,

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from customers.models import TouchpointKind
-from inventory.models import Reservation, ReservationStatus, TransferStatus
+from inventory.models import Reservation, ReservationStatus, Transfer, TransferStatus
 from inventory.services import (
     ReserveLine,
     stock_consume,
@@ -26,7 +26,7 @@ from inventory.services import (
     stock_reserve,
     transfer_cancel,
 )
-from omni.exceptions import Conflict, InsufficientStock, ValidationFailed
+from omni.exceptions import Conflict, InsufficientStock, OmniError, ValidationFailed
 from omni.services import outbox_emit
 from orders.models import (
     Fulfilment,
@@ -37,7 +37,7 @@ from orders.models import (
     OrderStatusChange,
 )
 
-from .common import actor_or_none, order_lock, timeline
+from .common import actor_or_none, order_lock, order_row_lock, timeline
 
 S = OrderStatus
 TRANSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -70,6 +70,7 @@ VERBS = {
     S.RETURNED: "be returned",
     S.PLACED: "go back to placed",
     S.AWAITING_TRANSFER: "wait for a transfer",
+    S.COMPLETED: "be completed",
 }
 
 
@@ -222,6 +223,11 @@ def order_ship(
 def order_cancel(*, order: Order, source: str, actor=None, reason: str = "") -> Order:
     """Call an open order off: the stock held for it is released, and a transfer still to
     ship for it is cancelled (one already on its way arrives as ordinary stock)."""
+    # The transfers the order waits for are locked before the order: receiving one locks it,
+    # then the stock at the store, then the order (``transfer_arrived``); cancelling locks the
+    # order, then the same stock. Taking the transfers first makes a receipt and a cancel of
+    # the same order queue up instead of deadlocking.
+    transfers = _transfers_lock(order.pk)
     order = order_lock(order)
     require_transition(order, S.CANCELLED)
     reason = (reason or "").strip()
@@ -229,23 +235,37 @@ def order_cancel(*, order: Order, source: str, actor=None, reason: str = "") -> 
         raise ValidationFailed("The reason is too long.", extra={"reason": ["At most 300."]})
     stock_release(reference=order.number)
     transition(order, S.CANCELLED, source=source, actor=actor, note=reason)
-    transfer_ids = set(
-        OrderLine.objects.filter(order=order, transfer__isnull=False).values_list(
-            "transfer_id", flat=True
-        )
-    )
-    from inventory.models import Transfer
-
-    for transfer in Transfer.objects.filter(
-        pk__in=transfer_ids, status=TransferStatus.REQUESTED
-    ).order_by("pk"):
-        transfer_cancel(transfer=transfer, actor=actor_or_none(actor))
+    for transfer in transfers:
+        if transfer.status == TransferStatus.REQUESTED:
+            transfer_cancel(transfer=transfer, actor=actor_or_none(actor))
     if order.needs_attention:
         order.needs_attention = False
         order.attention_reason = ""
         order.save(update_fields=["needs_attention", "attention_reason", "updated_at"])
     emit(order, "order.cancelled", reason=reason)
     return order
+
+
+def _transfers_lock(order_pk: int) -> list:
+    """Lock the transfers bringing stock for an order's lines, in primary-key order."""
+    ids = set(
+        OrderLine.objects.filter(order_id=order_pk, transfer__isnull=False).values_list(
+            "transfer_id", flat=True
+        )
+    )
+    if not ids:
+        return []
+    return list(Transfer.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
+
+
+def _fully_held(order: Order) -> bool:
+    """Every line of the order has all its units held for it."""
+    held: dict[str, int] = {}
+    for line_reference, quantity in Reservation.objects.filter(
+        reference=order.number, status=ReservationStatus.ACTIVE
+    ).values_list("line_reference", "quantity"):
+        held[line_reference] = held.get(line_reference, 0) + quantity
+    return all(held.get(line.reference, 0) >= line.quantity for line in order.lines.all())
 
 
 def _orders_of_transfer(transfer):
@@ -261,7 +281,7 @@ def transfer_arrived(*, transfer, received: dict[int, int]) -> None:
     What cannot be held (received short, or sold meanwhile) leaves the order waiting with a
     flag for staff; the receipt itself always stands."""
     for order in _orders_of_transfer(transfer):
-        order = order_lock(order)
+        order = order_row_lock(order.pk)
         if order.status != S.AWAITING_TRANSFER:
             continue
         lines = list(order.lines.filter(transfer=transfer).select_related("variant"))
@@ -283,11 +303,12 @@ def transfer_arrived(*, transfer, received: dict[int, int]) -> None:
         except InsufficientStock as exc:
             _flag(order, f"Transfer {transfer.number} arrived short: {exc.message}"[:200])
             continue
-        waiting = order.lines.filter(transfer__isnull=False).exclude(transfer=transfer)
-        still = waiting.exclude(
-            transfer__status__in=[TransferStatus.RECEIVED, TransferStatus.CANCELLED]
-        ).exists()
-        if still:
+        except OmniError as exc:  # e.g. the item was retired meanwhile: the receipt stands
+            _flag(order, f"Transfer {transfer.number} could not be held: {exc.message}"[:200])
+            continue
+        # Back to placed only once every unit is held at the store: another transfer still
+        # on its way, cancelled, or received short leaves the order waiting (flagged).
+        if not _fully_held(order):
             continue
         transition(order, S.PLACED, source="transfers", note=f"{transfer.number} received")
         emit(order, "order.transfer_arrived", transfer=transfer.number)
@@ -296,7 +317,7 @@ def transfer_arrived(*, transfer, received: dict[int, int]) -> None:
 def transfer_lost(*, transfer) -> None:
     """A transfer a pickup waited for was cancelled: staff decide (source again or cancel)."""
     for order in _orders_of_transfer(transfer):
-        order = order_lock(order)
+        order = order_row_lock(order.pk)
         if order.status == S.AWAITING_TRANSFER:
             _flag(order, f"Transfer {transfer.number} was cancelled.")
 

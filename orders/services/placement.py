@@ -19,12 +19,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from customers.models import TouchpointKind
+from customers.services.common import identifiers_lock
 from inventory.models import Location
 from inventory.services import (
     ReserveLine,
     channel_sources,
     distance_km,
     sellable_quantities,
+    stock_level_lock,
     stock_reserve,
     stock_sell,
     transfer_request,
@@ -49,6 +51,7 @@ from .common import (
     actor_or_none,
     new_pickup_code,
     new_token,
+    parse_customer,
     price_lines,
     require_sales_channel,
     resolve_customer,
@@ -212,6 +215,7 @@ def order_place(
             channel=channel,
             reference=order.number,
             near=near,
+            shipping=True,
             lines=[
                 ReserveLine(variant=p.variant, quantity=p.quantity, line_reference=str(n))
                 for n, p in enumerate(priced, start=1)
@@ -231,8 +235,12 @@ def order_place(
         note="Placed",
     )
     if cart is not None:
+        # An anonymous cart checked out with identifiers joins the customer with its order.
         Cart.objects.filter(pk=cart.pk).update(
-            status=CartStatus.CONVERTED, closed_at=now, last_activity_at=now
+            status=CartStatus.CONVERTED,
+            closed_at=now,
+            last_activity_at=now,
+            customer=customer if customer is not None else cart.customer,
         )
     timeline(
         order,
@@ -304,9 +312,12 @@ def _source_pickup(order: Order, order_lines: list[OrderLine], priced, actor) ->
             return distance_km((store.latitude, store.longitude), (loc.latitude, loc.longitude))
 
         candidates.sort(key=distance)  # stable: priority breaks ties
-    sellable = sellable_quantities(
-        {(loc.pk, v) for loc in [store, *candidates] for v in variant_ids}
-    )
+    # Plan under the locks of every stock row the plan may use (the one lock order), so that
+    # what the plan reads is what the reservations find: a concurrent order cannot take the
+    # store's last unit between the two and fail this one while another location has stock.
+    pairs = {(loc.pk, v) for loc in [store, *candidates] for v in variant_ids}
+    stock_level_lock(pairs)
+    sellable = sellable_quantities(pairs)
     here, transfers, short = [], defaultdict(list), []
     for index, (line, p) in enumerate(zip(order_lines, priced, strict=True)):
         at_store = min(p.quantity, sellable[(store.pk, p.variant.pk)])
@@ -347,7 +358,7 @@ def _source_pickup(order: Order, order_lines: list[OrderLine], priced, actor) ->
         stock_reserve(channel=channel, reference=order.number, lines=here)
     if not transfers:
         return
-    expected = timezone.now() + timedelta(hours=store.pickup_transfer_hours)
+    expected = order.placed_at + timedelta(hours=store.pickup_transfer_hours)
     for source in sorted(transfers, key=lambda loc: loc.pk):
         wanted = transfers[source]
         transfer = transfer_request(
@@ -377,6 +388,10 @@ def order_place_from_cart(
 ) -> Order:
     """Turn an open cart into an order (online checkout, or "continue the cart she left
     online" at the counter as a pickup or an in-store sale). The cart converts with it."""
+    # Identifiers are locked before the cart's customer, in the order identity resolution
+    # takes them (identifiers, then customers), so a concurrent placement with the same
+    # identifiers cannot wait on us while we wait on it.
+    identifiers_lock(i.key for i in parse_customer(details.get("identifiers")))
     cart = cart_lock(cart)
     if cart.status != CartStatus.OPEN:
         raise Conflict(

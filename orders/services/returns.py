@@ -74,7 +74,7 @@ def return_create(
     if not lines:
         raise ValidationFailed("Say what comes back.", extra={"lines": ["At least one line."]})
     order_lines = list(order.lines.select_related("variant").order_by("line_number"))
-    errors, taken, wanted = {}, {}, []
+    errors, codes, messages, taken, wanted = {}, set(), [], {}, []
     for index, given in enumerate(lines):
         try:
             line = _match(order_lines, given.line)
@@ -93,13 +93,18 @@ def return_create(
                 )
         except OmniError as exc:
             errors[str(index)] = exc.extra or {"line": [exc.message]}
+            codes.add(exc.code)
+            messages.append(exc.message)
             continue
         taken[line.pk] = taken.get(line.pk, 0) + quantity
         wanted.append((line, quantity, given.disposition))
     if errors:
-        first = next(iter(errors.values()))
+        # The first line's own sentence for people (it names the line); lines that only ask
+        # for too much say so in the code programs read.
         raise ValidationFailed(
-            "The return was not taken: " + next(iter(first.values()))[0],
+            f"The return was not taken: {messages[0]}"
+            + (f" ({len(errors)} lines are wrong.)" if len(errors) > 1 else ""),
+            code="too_many_returned" if codes == {"too_many_returned"} else None,
             extra={"lines": errors},
         )
     value = sum((line.unit_price * quantity for line, quantity, _ in wanted), start=Decimal("0"))

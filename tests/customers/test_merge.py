@@ -452,6 +452,8 @@ def test_every_foreign_key_to_customer_is_covered():
         ("customers.ConsentState", "customer"),
         ("customers.Conversation", "customer"),
         ("customers.CustomerMerge", "survivor"),
+        ("orders.Cart", "customer"),
+        ("orders.Order", "customer"),
     } == labels
 
 

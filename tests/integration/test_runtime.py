@@ -22,6 +22,9 @@ PROD_SECRET = "prod-secret-7f3a9c1e5b2d8f4a6c0e9b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEBUG", "SECRET_KEY"))}
     env.pop("SECURE_SSL_REDIRECT", None)
+    # Set by the browser tests for their own process (Playwright runs an event loop there);
+    # a deployment never has it, and `check --deploy` rightly refuses it.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     env.update(extra)
     return env
 

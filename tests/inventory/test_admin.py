@@ -584,7 +584,7 @@ def test_receive_action(staff, staff_user, stocked, django_capture_on_commit_cal
 
 
 def test_stock_actions_refuse_more_rows_than_the_limit(staff, stocked, monkeypatch):
-    monkeypatch.setattr("inventory.admin.MAX_ACTION_ROWS", 1)
+    monkeypatch.setattr("omni.admin_utils.MAX_ACTION_ROWS", 1)
     warehouse, north, _south = stocked["stores"]
     rows = [level(warehouse, stocked["tee"]), level(north, stocked["tee"])]
 

@@ -134,3 +134,30 @@ def test_cart_pos_and_return(shop, stock, email):
     assert order.status == OrderStatus.RETURNED
     assert record.refund_amount == Decimal("8.00")
     assert stock.row(shop.paris, shop.c) == (1, 0)
+
+
+def test_shipping_only_from_locations_that_ship_online_orders(shop, stock):
+    shop.warehouse.ships_online_orders = False
+    shop.warehouse.save()
+    stock.put(shop.warehouse, shop.a, 10)
+    stock.put(shop.lyon, shop.a, 1)
+    with pytest.raises(InsufficientStock) as short:
+        order_place(
+            channel=shop.web,
+            lines=lines(("SKU-A", 2)),
+            fulfilment_method="ship",
+            shipping_address="1 rue X",
+            source="test",
+        )
+    assert short.value.extra["lines"] == [
+        {"index": 0, "sku": "SKU-A", "requested": 2, "available": 1}
+    ]
+    order = order_place(
+        channel=shop.web,
+        lines=lines(("SKU-A", 1)),
+        fulfilment_method="ship",
+        shipping_address="1 rue X",
+        source="test",
+    )
+    assert Reservation.objects.get(reference=order.number).location == shop.lyon
+    assert stock.row(shop.warehouse, shop.a) == (10, 0)

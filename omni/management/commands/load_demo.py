@@ -8,12 +8,13 @@ from catalog.models import Product
 from customers.demo import generate_customers
 from inventory.demo import generate_inventory
 from omni.models import Channel
+from orders.demo import generate_orders
 
 
 class Command(BaseCommand):
     help = (
-        "Load the demo catalog, inventory and customers once (skipped when the catalog already has "
-        "products; --force adds more products and stocks them)."
+        "Load the demo catalog, inventory, customers and orders once (skipped when the catalog "
+        "already has products; --force adds more products and stocks them)."
     )
 
     def add_arguments(self, parser):
@@ -56,6 +57,10 @@ class Command(BaseCommand):
             inventory_seconds = time.monotonic() - started
             started_customers = time.monotonic()
             people = generate_customers(progress=progress)
+            customers_seconds = time.monotonic() - started_customers
+            started_orders = time.monotonic()
+            sales = generate_orders(progress=progress)
+            orders_seconds = time.monotonic() - started_orders
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo inventory loaded in {inventory_seconds:.1f}s: "
@@ -66,9 +71,22 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             self.style.SUCCESS(
-                f"Demo customers loaded in {time.monotonic() - started_customers:.1f}s: "
+                f"Demo customers loaded in {customers_seconds:.1f}s: "
                 f"{people['customers']} customers, {people['touchpoints']} touchpoints, "
                 f"{people['merges']} merged pair of profiles, consents, a conversation and "
                 "three segments."
+            )
+        )
+        if sales.get("skipped"):
+            self.stdout.write("Demo orders: skipped (orders exist, or the demo shop is missing).")
+            return
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo orders loaded in {orders_seconds:.1f}s: "
+                f"{sales['orders']} orders on every sales channel, "
+                f"{sales['pickups_waiting']} pickups waiting at {sales['store']} "
+                f"({sales['awaiting_transfer']} waits for a transfer), {sales['returns']} return, "
+                f"{sales['open_carts']} open cart; store staff user {sales['staff']!r} works at "
+                f"{sales['store']}."
             )
         )

@@ -1,0 +1,1 @@
+"""The store-staff pages under ``/store/`` (see ``orders.urls``): one module per area."""
