@@ -141,13 +141,33 @@ def write_token() -> str:
     return api_client_create(name="bench-orders", access="write")[1]
 
 
+def sold_on_web():
+    """Variants the web shop sells now (published listing, inside its window)."""
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from catalog.models import ChannelListing
+
+    now = timezone.now()
+    return ChannelListing.objects.filter(
+        Q(available_from__isnull=True) | Q(available_from__lte=now),
+        Q(available_until__isnull=True) | Q(available_until__gt=now),
+        channel__code="web",
+        is_published=True,
+        variant__is_active=True,
+        variant__product__is_active=True,
+    ).values("variant_id")
+
+
 def sample_skus() -> list[str]:
-    """SKUs with stock at the first warehouse (so every order is served), spread over the
-    whole catalog."""
+    """SKUs the web shop sells with stock at the first warehouse (so every order is served),
+    spread over the whole catalog."""
     from inventory.models import StockLevel
 
     rows = (
-        StockLevel.objects.filter(location__code="w01", on_hand__gte=10)
+        StockLevel.objects.filter(
+            location__code="w01", on_hand__gte=10, variant_id__in=sold_on_web()
+        )
         .order_by("variant_id")
         .values_list("variant__sku", flat=True)
     )
@@ -289,9 +309,16 @@ def bench_placement(args, base_url, tmp, token, meter) -> dict:
                 figures[f"{name}_requests"] = result["requests"]
             cpu[name] = meter.between(before, meter.snapshot())["other_cpus"]
         created = Order.objects.count() - before_orders
-        if created != figures["orders_requests"]:
+        # wrk counts the responses it read before its time was up; the requests still open
+        # then (at most one per connection) finish on the server after it stopped.
+        if (
+            not figures["orders_requests"]
+            <= created
+            <= figures["orders_requests"] + (args.connections)
+        ):
             raise RuntimeError(
-                f"round {n}: wrk saw {figures['orders_requests']} orders, {created} were created"
+                f"round {n}: wrk saw {figures['orders_requests']} orders created, the "
+                f"database has {created}"
             )
         other = max(cpu.values())
         row = {
@@ -357,7 +384,7 @@ def queue_data() -> dict:
     if existing < wanted:
         web = Channel.objects.get(code="web")
         skus = list(
-            StockLevel.objects.filter(location=store, on_hand__gte=8)
+            StockLevel.objects.filter(location=store, on_hand__gte=8, variant_id__in=sold_on_web())
             .order_by("variant_id")
             .values_list("variant__sku", flat=True)[: wanted * 2]
         )
@@ -410,7 +437,7 @@ def count_queue_queries(username: str, password: str, path: str) -> dict:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    client = Client()
+    client = Client(HTTP_HOST="localhost")  # one of the production settings' ALLOWED_HOSTS
     if not client.login(username=username, password=password):
         raise RuntimeError("the bench store user cannot sign in")
     counts, sizes = [], []
