@@ -151,3 +151,37 @@ def test_page_queries_are_planned_per_customer_and_read_one_page_of_the_index(bu
     # choice with the real figures. The first page must read her index in order.
     assert "touchpoint_timeline_idx" in plans[0], plans[0]
     assert "Sort" not in plans[0], plans[0]
+
+
+def test_the_hot_read_answers_like_drf(reader, busy, django_assert_num_queries):
+    """A token, plain JSON and at most a cursor: answered before DRF wraps the request, with
+    the bytes DRF's path writes (``limit=50`` forces DRF's path: same page, same body but for
+    the parameter in the links)."""
+    url = f"/api/v1/customers/{busy}/timeline/"
+    reader.get(url)
+    # The page, and the token: inside a test's transaction the connection's token cache is
+    # off (it needs LISTEN), so the token is read too.
+    with django_assert_num_queries(2) as queries:
+        hot = reader.get(url)
+    # The token's prepared lookup, then the page (compiled once, planned per customer).
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["EXECUTE", "SELECT"]
+    drf = reader.get(url + "?limit=50")
+    assert hot.status_code == drf.status_code == 200
+    assert hot["Content-Type"] == drf["Content-Type"] == "application/json"
+    assert hot["Allow"] == drf["Allow"] == "GET, HEAD, OPTIONS"
+    assert hot.content.decode() == drf.content.decode().replace("limit=50&", "")
+    second = reader.get(hot.json()["next"])
+    assert [e["event_id"] for e in second.json()["results"]][:2] == ["e69", "e68"]
+
+
+def test_the_hot_read_leaves_refusals_to_drf(reader, busy, api):
+    from omni.models import ApiClient
+
+    url = f"/api/v1/customers/{busy}/timeline/"
+    assert api.get(url).status_code == 401  # no token
+    assert api.get(url, HTTP_AUTHORIZATION="Token nope").status_code == 401
+    assert reader.get(url + "?cursor=zzz").json()["code"] == "not_found"
+    assert reader.get("/api/v1/customers/999999/timeline/").status_code == 404
+    assert reader.get(url).status_code == 200
+    ApiClient.objects.update(is_active=False)
+    assert reader.get(url).status_code == 401  # revoked: found out at once
