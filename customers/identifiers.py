@@ -16,6 +16,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db.models import Q
 
+from omni.exceptions import ValidationFailed
+
 from .models import IdentityKind
 
 MAX_LENGTH = 255
@@ -138,6 +140,15 @@ def parse_identifiers(raw) -> tuple[list[Identifier], dict]:
         elif verified and not found[position].verified:
             found[position] = identifier
     return found, ({"identifiers": errors} if errors else {})
+
+
+def identifiers_parse(raw) -> list[Identifier]:
+    """``parse_identifiers`` for callers that refuse bad input whole: the identifiers, or
+    ``ValidationFailed`` with every error by index."""
+    identifiers, errors = parse_identifiers(raw)
+    if errors:
+        raise ValidationFailed("Some identifiers are invalid.", extra=errors)
+    return identifiers
 
 
 def guess_identifiers(text: str) -> list[tuple[str, str]]:

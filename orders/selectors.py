@@ -12,10 +12,14 @@ from orders.models import (
     Cart,
     CartLine,
     CartStatus,
+    Fulfilment,
     FulfilmentMethod,
     Order,
     OrderLine,
     OrderStatus,
+    OrderStatusChange,
+    Return,
+    ReturnLine,
 )
 
 _SCAN = re.compile(r"^\s*OMNI:(?P<number>[A-Z0-9-]+):(?P<code>\d{6})\s*$", re.IGNORECASE)
@@ -114,7 +118,7 @@ def orders_for_customer(customer_id: int, limit: int = 20) -> list[Order]:
     )
 
 
-def open_carts_for_customer(customer_id: int) -> list[Cart]:
+def open_carts_for_customer(customer_id: int, limit: int = 10) -> list[Cart]:
     """The customer's open carts on any channel, newest activity first, with their lines."""
     return list(
         Cart.objects.filter(customer_id=customer_id, status=CartStatus.OPEN)
@@ -125,13 +129,40 @@ def open_carts_for_customer(customer_id: int) -> list[Cart]:
                 queryset=CartLine.objects.select_related("variant__product").order_by("added_at"),
             )
         )
-        .order_by("-last_activity_at")
+        .order_by("-last_activity_at", "-pk")[:limit]
+    )
+
+
+def return_detail_queryset() -> QuerySet:
+    """Returns with their order, location, who took them and their lines."""
+    return Return.objects.select_related("order", "location", "actor").prefetch_related(
+        Prefetch(
+            "lines",
+            queryset=ReturnLine.objects.select_related("order_line").order_by(
+                "order_line__line_number", "pk"
+            ),
+        )
     )
 
 
 def order_detail_queryset() -> QuerySet:
-    return Order.objects.select_related("channel", "store", "customer").prefetch_related(
-        Prefetch("lines", queryset=OrderLine.objects.order_by("line_number")),
-        "history",
-        "fulfilments",
+    """Orders with everything an order's page shows (the API, the store pages, the customer's
+    confirmation): lines, status history, fulfilments and returns, in a fixed number of
+    queries."""
+    return Order.objects.select_related("channel", "store", "customer", "cart").prefetch_related(
+        Prefetch(
+            "lines",
+            queryset=OrderLine.objects.select_related("transfer").order_by("line_number"),
+        ),
+        Prefetch(
+            "history",
+            queryset=OrderStatusChange.objects.select_related("actor").order_by("at", "pk"),
+        ),
+        Prefetch(
+            "fulfilments",
+            queryset=Fulfilment.objects.select_related("location", "actor").order_by(
+                "created_at", "pk"
+            ),
+        ),
+        Prefetch("returns", queryset=return_detail_queryset().order_by("-created_at", "-pk")),
     )

@@ -40,7 +40,7 @@ from customers.api.serializers import (
     TouchpointBatchInputSerializer,
     TouchpointBatchOutputSerializer,
 )
-from customers.identifiers import Identifier, parse_identifiers
+from customers.identifiers import Identifier, identifiers_parse
 from customers.models import (
     Consent,
     ConsentState,
@@ -116,10 +116,7 @@ def identifiers_from_body(raw) -> list[Identifier]:
             f"At most {MAX_IDENTIFIERS} identifiers.",
             extra={"identifiers": [f"At most {MAX_IDENTIFIERS}."]},
         )
-    identifiers, errors = parse_identifiers(raw)
-    if errors:
-        raise ValidationFailed("Some identifiers are invalid.", extra=errors)
-    return identifiers
+    return identifiers_parse(raw)
 
 
 def sender_from_body(body: dict) -> tuple[list[Identifier], int | None]:

@@ -14,7 +14,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.models import ChannelListing
-from customers.identifiers import Identifier, parse_identifiers
 from customers.selectors import customer_get
 from inventory.services.common import resolve_location
 from omni.api.authentication import CachedTokenMixin
@@ -52,12 +51,8 @@ from orders.api.serializers import (
 from orders.models import (
     Cart,
     CartLine,
-    Fulfilment,
     Order,
     OrderLine,
-    OrderStatusChange,
-    Return,
-    ReturnLine,
 )
 from orders.services import (
     LineInput,
@@ -151,16 +146,6 @@ def channel_for(request, code: str | None) -> Channel:
     return channel
 
 
-def identifiers_from(raw) -> list[Identifier]:
-    """The identifiers of a body, normalised (none sent: an empty list); errors by index."""
-    if raw in (None, []):
-        return []
-    identifiers, errors = parse_identifiers(raw)
-    if errors:
-        raise ValidationFailed("Some identifiers are invalid.", extra=errors)
-    return identifiers
-
-
 def customer_for(customer_id: int | None):
     return None if customer_id is None else customer_get(customer_id)
 
@@ -209,31 +194,12 @@ def order_summaries() -> QuerySet:
 
 
 def return_details() -> QuerySet:
-    return Return.objects.select_related("order", "location", "actor").prefetch_related(
-        Prefetch(
-            "lines",
-            queryset=ReturnLine.objects.select_related("order_line").order_by(
-                "order_line__line_number", "pk"
-            ),
-        )
-    )
+    return selectors.return_detail_queryset()
 
 
 def order_details() -> QuerySet:
     """Orders with what ``OrderDetailOutputSerializer`` reads."""
-    return order_summaries().prefetch_related(
-        Prefetch(
-            "history",
-            queryset=OrderStatusChange.objects.select_related("actor").order_by("at", "pk"),
-        ),
-        Prefetch(
-            "fulfilments",
-            queryset=Fulfilment.objects.select_related("location", "actor").order_by(
-                "created_at", "pk"
-            ),
-        ),
-        Prefetch("returns", queryset=return_details().order_by("-created_at", "-pk")),
-    )
+    return selectors.order_detail_queryset()
 
 
 def order_data(request, order: Order, queryset: QuerySet | None = None) -> dict:
@@ -317,7 +283,7 @@ class CartViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet):
             channel=channel,
             source=request_source(request),
             customer=customer_for(data["customer"]),
-            identifiers=identifiers_from(data.get("identifiers")),
+            identifiers=data.get("identifiers"),
             external_reference=data.get("external_reference") or "",
             lines=line_inputs(data.get("lines") or []),
             actor=request_actor(request),
@@ -416,7 +382,7 @@ class CartViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet):
         cart_identify(
             cart=cart,
             source=request_source(request),
-            identifiers=identifiers_from(data.get("identifiers")),
+            identifiers=data.get("identifiers"),
             customer=customer_for(data["customer"]),
             actor=request_actor(request),
         )
@@ -508,7 +474,7 @@ class OrderViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewSet):
             lines=line_inputs(data["lines"]),
             source=request_source(request),
             customer=customer_for(data["customer"]),
-            identifiers=identifiers_from(data.get("identifiers")),
+            identifiers=data.get("identifiers"),
             actor=request_actor(request),
             **placement_details(data),
         )
@@ -721,7 +687,7 @@ class PosSaleView(IdempotentMixin, APIView):
             lines=line_inputs(data["lines"]),
             channel=channel,
             customer=customer_for(data["customer"]),
-            identifiers=identifiers_from(data.get("identifiers")),
+            identifiers=data.get("identifiers"),
             receipt=data.get("receipt"),
             source=request_source(request),
             actor=request_actor(request),

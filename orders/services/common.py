@@ -8,7 +8,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from catalog.models import ChannelListing, Variant
-from customers.identifiers import Identifier, parse_identifiers
+from customers.identifiers import Identifier, identifiers_parse
 from customers.models import Customer
 from customers.services.common import customer_lock
 from customers.services.resolution import customer_resolve
@@ -218,10 +218,7 @@ def parse_customer(identifiers) -> list[Identifier]:
         identifiers = [
             {"kind": i.kind, "value": i.value, "verified": i.verified} for i in identifiers
         ]
-    parsed, errors = parse_identifiers(identifiers)
-    if errors:
-        raise ValidationFailed("Some customer identifiers are invalid.", extra=errors)
-    return parsed
+    return identifiers_parse(identifiers)
 
 
 def resolve_customer(

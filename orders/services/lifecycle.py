@@ -327,11 +327,3 @@ def _flag(order: Order, reason: str) -> None:
     order.attention_reason = reason
     order.save(update_fields=["needs_attention", "attention_reason", "updated_at"])
     emit(order, "order.needs_attention", reason=reason)
-
-
-def held_units(order: Order) -> int:
-    return sum(
-        Reservation.objects.filter(
-            reference=order.number, status=ReservationStatus.ACTIVE
-        ).values_list("quantity", flat=True)
-    )

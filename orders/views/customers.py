@@ -35,7 +35,7 @@ from customers.services import consent_record, conversation_message_add
 from omni.exceptions import NotFound, OmniError
 from omni.models import Channel
 from orders.forms import ConsentForm, NoteForm, SearchForm
-from orders.models import CartLine, CartStatus
+from orders.selectors import open_carts_for_customer, orders_for_customer
 
 from .base import add_service_error, error_text, store_page
 
@@ -145,19 +145,8 @@ def _profile_context(customer, location) -> dict:
     )
     for conversation in conversations:
         conversation.recent_messages.reverse()  # oldest first, as a thread reads
-    orders = list(
-        customer.orders.select_related("channel", "store")
-        .prefetch_related("lines")
-        .order_by("-placed_at", "-pk")[:RECENT_ORDERS]
-    )
-    carts = list(
-        customer.carts.filter(status=CartStatus.OPEN)
-        .select_related("channel")
-        .prefetch_related(
-            Prefetch("lines", queryset=CartLine.objects.select_related("variant__product"))
-        )
-        .order_by("-last_activity_at", "-pk")[:OPEN_CARTS]
-    )
+    orders = orders_for_customer(customer.pk, limit=RECENT_ORDERS)
+    carts = open_carts_for_customer(customer.pk, limit=OPEN_CARTS)
     return {
         "customer": customer,
         "identities": list(customer.identities.order_by("kind", "value")[:MAX_IDENTITIES]),

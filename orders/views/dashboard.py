@@ -2,29 +2,22 @@
 (pickups to prepare, awaiting a transfer, ready and overdue; transfers to receive; counts
 asked for)."""
 
-from datetime import timedelta
-
 from django.conf import settings
 from django.contrib import messages
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from inventory.models import CountStatus, StockCount
 from inventory.selectors import transfers_to_receive
 from orders.forms import StoreSwitchForm
 from orders.models import FulfilmentMethod, Order, OrderStatus
+from orders.selectors import overdue_before, pickup_counts_for_location
 
 from .base import SESSION_KEY, assigned_stores, forbidden, go, signed_in, store_page
 
 LIST_SIZE = 5
-
-
-def overdue_days() -> int:
-    """Days a pickup may wait ready before it counts as overdue."""
-    return int(getattr(settings, "OMNI_PICKUP_OVERDUE_DAYS", 3))
 
 
 @signed_in
@@ -66,17 +59,11 @@ def switch(request):
 
 @store_page
 def dashboard(request, location):
-    now = timezone.now()
-    cutoff = now - timedelta(days=overdue_days())
-    pickups = Order.objects.filter(store=location, fulfilment_method=FulfilmentMethod.PICKUP)
-    overdue = Q(status=OrderStatus.READY, ready_at__lt=cutoff)
-    counts = pickups.aggregate(
-        to_prepare=Count("pk", filter=Q(status=OrderStatus.PLACED)),
-        awaiting_transfer=Count("pk", filter=Q(status=OrderStatus.AWAITING_TRANSFER)),
-        ready=Count("pk", filter=Q(status=OrderStatus.READY)),
-        overdue=Count("pk", filter=overdue),
-    )
-    listed = pickups.select_related("customer")
+    cutoff = overdue_before()
+    counts = pickup_counts_for_location(location)
+    listed = Order.objects.filter(
+        store=location, fulfilment_method=FulfilmentMethod.PICKUP
+    ).select_related("customer")
 
     def short_list(condition, order_by):
         return list(listed.filter(condition).order_by(*order_by)[:LIST_SIZE])
@@ -88,9 +75,9 @@ def dashboard(request, location):
         "awaiting_transfer": short_list(
             Q(status=OrderStatus.AWAITING_TRANSFER), ["expected_ready_at", "placed_at", "pk"]
         ),
-        "ready": short_list(Q(status=OrderStatus.READY), ["ready_at", "pk"]),
-        "overdue": short_list(overdue, ["ready_at", "pk"]),
-        "overdue_days": overdue_days(),
+        "ready": short_list(Q(status=OrderStatus.READY, ready_at__gte=cutoff), ["ready_at", "pk"]),
+        "overdue": short_list(Q(status=OrderStatus.READY, ready_at__lt=cutoff), ["ready_at", "pk"]),
+        "overdue_days": settings.OMNI_PICKUP_OVERDUE_DAYS,
         "transfers": transfers,
         "transfer_count": (
             len(transfers)
