@@ -223,6 +223,20 @@ OMNI_CART_ABANDON_DAYS = env.int("OMNI_CART_ABANDON_DAYS", default=30)
 # A pickup ready this many days without being collected shows as overdue on the store pages.
 OMNI_PICKUP_OVERDUE_DAYS = env.int("OMNI_PICKUP_OVERDUE_DAYS", default=3)
 
+# --- Campaigns ----------------------------------------------------------------------------
+# Absolute base of links in messages (tracked links, unsubscribe, pickup pages, QR codes).
+OMNI_SITE_URL = env.str("OMNI_SITE_URL", default="http://localhost:8000").rstrip("/")
+# The web shop: product pages and carts that messages and in-store QR signs link to.
+OMNI_SHOP_URL = env.str("OMNI_SHOP_URL", default="https://shop.example.com").rstrip("/")
+OMNI_SHOP_PRODUCT_URL = env.str("OMNI_SHOP_PRODUCT_URL", default="{shop}/products/{sku}")
+OMNI_SHOP_CART_URL = env.str("OMNI_SHOP_CART_URL", default="{shop}/cart/{token}")
+# Steps claimed and messages handed to backends per batch of the send task.
+OMNI_SEND_BATCH = env.int("OMNI_SEND_BATCH", default=500)
+# A message whose worker died while sending is looked at again after this many minutes.
+OMNI_SEND_LEASE_MINUTES = env.int("OMNI_SEND_LEASE_MINUTES", default=10)
+# Attempts before a message that keeps failing transiently is given up.
+OMNI_SEND_MAX_ATTEMPTS = env.int("OMNI_SEND_MAX_ATTEMPTS", default=5)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/v1/inventory/", include("inventory.api.urls")),
     path("api/v1/customers/", include("customers.api.urls")),
     path("api/v1/orders/", include("orders.api.urls")),
+    path("api/v1/campaigns/", include("campaigns.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("omni.api.urls")),
@@ -22,6 +23,7 @@ urlpatterns = [
         name="order-confirmation",
     ),
     path("store/", include("orders.urls")),
+    path("", include("campaigns.urls")),
 ]
 
 handler404 = "omni.urls.not_found"
