@@ -494,6 +494,7 @@ class SuppressionReason(models.TextChoices):
     NO_ADDRESS = "no_address", "No address"
     HOLDOUT = "holdout", "Holdout"
     NO_RENDITION = "no_rendition", "No rendition for the channel"
+    NO_CHANNEL = "no_channel", "No channel of the step is enabled"
 
 
 class Message(models.Model):

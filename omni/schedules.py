@@ -61,6 +61,25 @@ SCHEDULES = [
         description="Nightly: open carts idle for OMNI_CART_ABANDON_DAYS close as abandoned.",
     ),
     Schedule(
+        name="Detect campaign triggers",
+        task="campaigns.detect_triggers",
+        minute="*/5",
+        description="Abandoned carts and views, store purchases, back in stock, pickups ready, "
+        "win-back and broadcasts become enrolments (each once).",
+    ),
+    Schedule(
+        name="Send campaign messages",
+        task="campaigns.send_messages",
+        description="Every minute: due steps become messages within the messaging rules; "
+        "queued messages go to their backends; failures are retried with backoff.",
+    ),
+    Schedule(
+        name="Refresh campaign rollups",
+        task="campaigns.refresh_rollups",
+        minute="20",
+        description="Hourly: attribute orders to campaign messages; dashboard rollups.",
+    ),
+    Schedule(
         name="Purge expired idempotency keys",
         task="omni.purge_idempotency_keys",
         minute="15",

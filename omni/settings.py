@@ -237,6 +237,65 @@ OMNI_SEND_LEASE_MINUTES = env.int("OMNI_SEND_LEASE_MINUTES", default=10)
 # Attempts before a message that keeps failing transiently is given up.
 OMNI_SEND_MAX_ATTEMPTS = env.int("OMNI_SEND_MAX_ATTEMPTS", default=5)
 
+# --- Messaging backends -------------------------------------------------------------------
+# Email goes through Django's email backends, chosen by EMAIL_URL (django-environ's syntax):
+# smtp+tls://user:password@host:587 (STARTTLS), smtp+ssl://...:465 or smtp://host:25 in
+# production; by default one file per batch under var/outbox/email ("filemail:///dir" writes
+# under <project>/dir instead).
+_email = env.email_url("EMAIL_URL", default="filemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _email["EMAIL_PORT"] or 25
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
+EMAIL_FILE_PATH = str(
+    BASE_DIR / _email["EMAIL_FILE_PATH"]
+    if _email["EMAIL_FILE_PATH"]
+    else VAR_DIR / "outbox" / "email"
+)
+# Seconds to wait for the SMTP server before a send counts as a transient failure.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("OMNI_EMAIL_FROM", default="Omni <no-reply@localhost>")
+# SMS, push and social messages: "local" writes JSON files under OMNI_LOCAL_OUTBOX_DIR
+# (development); "http" posts signed JSON to the gateway at OMNI_GATEWAY_URL.
+OMNI_MESSAGE_GATEWAY = env.str("OMNI_MESSAGE_GATEWAY", default="local")
+_gateway_backends = {
+    "local": "campaigns.backends.local.LocalOutboxBackend",
+    "http": "campaigns.backends.gateway.HttpGatewayBackend",
+}
+if OMNI_MESSAGE_GATEWAY not in _gateway_backends:
+    raise ImproperlyConfigured(
+        f"OMNI_MESSAGE_GATEWAY must be 'local' or 'http', not {OMNI_MESSAGE_GATEWAY!r}."
+    )
+# Message kind -> dotted path of its delivery backend (campaigns.backends.backend_for).
+OMNI_MESSAGING_BACKENDS = {
+    "email": "campaigns.backends.email.EmailBackend",
+    "sms": _gateway_backends[OMNI_MESSAGE_GATEWAY],
+    "push": _gateway_backends[OMNI_MESSAGE_GATEWAY],
+    "social_dm": _gateway_backends[OMNI_MESSAGE_GATEWAY],
+}
+OMNI_LOCAL_OUTBOX_DIR = env.path("OMNI_LOCAL_OUTBOX_DIR", default=VAR_DIR / "outbox")
+OMNI_GATEWAY_URL = env.str("OMNI_GATEWAY_URL", default="")
+OMNI_GATEWAY_SECRET = env.str("OMNI_GATEWAY_SECRET", default="")
+if OMNI_MESSAGE_GATEWAY == "http":
+    if not OMNI_GATEWAY_URL.startswith(("https://", "http://")):
+        raise ImproperlyConfigured(
+            "OMNI_MESSAGE_GATEWAY=http needs OMNI_GATEWAY_URL, the gateway's http(s):// address "
+            "(see .env.example)."
+        )
+    if not OMNI_GATEWAY_SECRET:
+        raise ImproperlyConfigured(
+            "OMNI_MESSAGE_GATEWAY=http needs OMNI_GATEWAY_SECRET, the key that signs each request "
+            "(see .env.example)."
+        )
+# Seconds per request; attempts after the first on a 5xx, 408, 429, timeout or refused
+# connection; seconds before the first retry (doubled for each next one).
+OMNI_GATEWAY_TIMEOUT = env.float("OMNI_GATEWAY_TIMEOUT", default=10.0)
+OMNI_GATEWAY_RETRIES = env.int("OMNI_GATEWAY_RETRIES", default=2)
+OMNI_GATEWAY_BACKOFF = env.float("OMNI_GATEWAY_BACKOFF", default=0.5)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

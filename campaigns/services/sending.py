@@ -1,0 +1,624 @@
+"""Sending: due steps become messages, messages go to their backend, exactly once.
+
+Two phases, each its own short transaction, so several workers share the work:
+
+1. ``steps_claim`` locks due enrolments with ``FOR UPDATE SKIP LOCKED`` (another worker takes
+   the next ones), re-checks at send time the exit condition, the holdout, the channel (the
+   customer's preferred one when the step lists it, then the step's order, then each
+   channel's fallback) with its consent and address, the marketing frequency cap (customers
+   locked by advisory locks, so two workers never both take the last slot) and quiet hours
+   in the customer's time zone. It writes the outcome: a queued message, a suppressed one
+   with its reason, or a deferral of the step; and moves the enrolment on. The message row is
+   unique per (enrolment, step).
+2. ``messages_deliver`` marks a batch of queued messages ``sending`` (skip locked, committed
+   before any backend is called), renders them, hands them to their backend, and records
+   sent or delivered, a retry with backoff for a transient error, or failed.
+
+A worker that dies between the two phases leaves queued messages: the next run sends them
+once. One that dies while sending leaves ``sending`` rows: after a lease they are sent again
+only on a backend that dedupes by message id, and otherwise marked failed with an unknown
+outcome for staff to look at, so a message is never sent twice.
+"""
+
+import logging
+import time as _time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from campaigns.models import (
+    SENDABLE_KINDS,
+    Campaign,
+    CampaignStatus,
+    Enrolment,
+    EnrolmentStatus,
+    Message,
+    MessageStatus,
+    OverCap,
+    SuppressionReason,
+    Trigger,
+)
+from customers.models import ConsentState, ConsentStatus, Customer, Identity, IdentityKind
+from inventory.models import ChannelAvailability
+from orders.models import Cart, CartStatus, Order, OrderStatus
+
+from .common import advisory_lock, candidate_channels, rules_by_channel
+
+log = logging.getLogger(__name__)
+
+ADDRESS_KINDS = {
+    "email": IdentityKind.EMAIL,
+    "sms": IdentityKind.PHONE,
+    "push": IdentityKind.APP_DEVICE,
+    "social_dm": IdentityKind.SOCIAL_HANDLE,
+}
+COUNTED = (MessageStatus.QUEUED, MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.DELIVERED)
+ENROLMENT_FIELDS = [
+    "status",
+    "exit_reason",
+    "next_position",
+    "due_at",
+    "deferrals",
+    "last_deferral",
+    "finished_at",
+]
+
+
+@dataclass
+class ClaimResult:
+    claimed: int = 0
+    queued: int = 0
+    suppressed: dict = field(default_factory=lambda: defaultdict(int))
+    deferred: dict = field(default_factory=lambda: defaultdict(int))
+    exited: dict = field(default_factory=lambda: defaultdict(int))
+    completed: int = 0
+
+
+@dataclass
+class DeliverResult:
+    attempted: int = 0
+    sent: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+
+@dataclass
+class SendResult:
+    claimed: int = 0
+    queued: int = 0
+    suppressed: dict = field(default_factory=lambda: defaultdict(int))
+    deferred: dict = field(default_factory=lambda: defaultdict(int))
+    exited: dict = field(default_factory=lambda: defaultdict(int))
+    completed: int = 0
+    sent: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    failed: int = 0
+    recovered: int = 0
+    abandoned: int = 0
+
+    def add_claim(self, r: ClaimResult) -> None:
+        self.claimed += r.claimed
+        self.queued += r.queued
+        self.completed += r.completed
+        for mine, theirs in (
+            (self.suppressed, r.suppressed),
+            (self.deferred, r.deferred),
+            (self.exited, r.exited),
+        ):
+            for key, n in theirs.items():
+                mine[key] += n
+
+    def add_deliver(self, r: DeliverResult) -> None:
+        self.sent += r.sent
+        self.delivered += r.delivered
+        self.retrying += r.retrying
+        self.failed += r.failed
+
+    def as_dict(self) -> dict:
+        return {
+            "claimed": self.claimed,
+            "queued": self.queued,
+            "suppressed": dict(self.suppressed),
+            "deferred": dict(self.deferred),
+            "exited": dict(self.exited),
+            "completed": self.completed,
+            "sent": self.sent,
+            "delivered": self.delivered,
+            "retrying": self.retrying,
+            "failed": self.failed,
+            "recovered": self.recovered,
+            "abandoned": self.abandoned,
+        }
+
+
+# --- time --------------------------------------------------------------------------------
+
+
+def quiet_until(start, end, tz_name: str, now: datetime) -> datetime | None:
+    """The end of the quiet hours ``start``-``end`` (local times in ``tz_name``) when ``now``
+    falls inside them, else None. Hours may span midnight (21:00-08:00)."""
+    if start is None or end is None:
+        return None
+    tz = ZoneInfo(tz_name)
+    local = now.astimezone(tz)
+    t = local.time().replace(tzinfo=None)
+    if start < end:
+        inside, end_day = start <= t < end, local.date()
+    else:
+        inside = t >= start or t < end
+        end_day = local.date() if t < end else local.date() + timedelta(days=1)
+    if not inside:
+        return None
+    return datetime.combine(end_day, end, tzinfo=tz).astimezone(UTC)
+
+
+def _time_zone(tz: str, store_tz: str) -> str:
+    for name in (tz, store_tz, settings.TIME_ZONE):
+        if name:
+            try:
+                ZoneInfo(name)
+                return name
+            except (KeyError, ValueError):
+                continue
+    return "UTC"
+
+
+# --- phase 1: claim due steps ------------------------------------------------------------
+
+
+class _Batch:
+    """What the checks of one claimed batch read, fetched with one query per kind."""
+
+    def __init__(self, enrolments: list[Enrolment], now):
+        self.now = now
+        customer_ids = sorted({e.customer_id for e in enrolments})
+        self.customers = {
+            row[0]: row
+            for row in Customer.objects.filter(pk__in=customer_ids).values_list(
+                "pk",
+                "time_zone",
+                "home_store__time_zone",
+                "preferred_channel_id",
+                "last_purchase_at",
+                "erased_at",
+            )
+        }
+        self.consent = {
+            (c, ch): status
+            for c, ch, status in ConsentState.objects.filter(
+                customer_id__in=customer_ids, occurred_at__lte=now
+            ).values_list("customer_id", "channel_id", "status")
+        }
+        self.addresses: dict[tuple[int, str], str] = {}
+        for c, kind, value in (
+            Identity.objects.filter(customer_id__in=customer_ids, kind__in=ADDRESS_KINDS.values())
+            .order_by("customer_id", "kind", "-verified", "first_seen_at", "pk")
+            .values_list("customer_id", "kind", "value")
+        ):
+            self.addresses.setdefault((c, kind), value)
+        cart_ids = {e.cart_id for e in enrolments if e.cart_id}
+        self.carts = dict(Cart.objects.filter(pk__in=cart_ids).values_list("pk", "status"))
+        order_ids = {e.order_id for e in enrolments if e.order_id}
+        self.orders = dict(Order.objects.filter(pk__in=order_ids).values_list("pk", "status"))
+        pairs = {(e.variant_id, e.sales_channel_id) for e in enrolments if e.variant_id}
+        self.available = {}
+        if pairs:
+            for v, ch, q in ChannelAvailability.objects.filter(
+                variant_id__in={p[0] for p in pairs}, channel_id__in={p[1] for p in pairs}
+            ).values_list("variant_id", "channel_id", "quantity"):
+                self.available[(v, ch)] = q
+        self.sent_times: dict[tuple[int, int], list] = defaultdict(list)
+
+    def load_cap_counts(self, customer_ids, since) -> None:
+        for c, ch, at in Message.objects.filter(
+            customer_id__in=customer_ids,
+            is_marketing=True,
+            status__in=COUNTED,
+            created_at__gte=since,
+        ).values_list("customer_id", "channel_id", "created_at"):
+            self.sent_times[(c, ch)].append(at)
+
+
+def _exit_reason(enrolment: Enrolment, campaign: Campaign, batch: _Batch) -> str:
+    customer = batch.customers.get(enrolment.customer_id)
+    if customer is None or customer[5] is not None:
+        return "customer_erased"
+    if campaign.ends_at is not None and campaign.ends_at <= batch.now:
+        return "campaign_ended"
+    last_purchase = customer[4]
+    if (
+        campaign.exit_on_purchase
+        and last_purchase is not None
+        and last_purchase > enrolment.enrolled_at
+    ):
+        return "purchased"
+    if campaign.trigger == Trigger.CART_ABANDONED and campaign.exit_on_cart_closed:
+        status = batch.carts.get(enrolment.cart_id)
+        if status is None:
+            return "cart_gone"
+        if status != CartStatus.OPEN:
+            return f"cart_{status}"
+    if campaign.trigger == Trigger.PICKUP_READY:
+        status = batch.orders.get(enrolment.order_id)
+        if status != OrderStatus.READY:
+            return f"order_{status or 'gone'}"
+    if campaign.trigger == Trigger.BACK_IN_STOCK and campaign.exit_on_sold_out:
+        quantity = batch.available.get((enrolment.variant_id, enrolment.sales_channel_id), 0)
+        if quantity < campaign.min_quantity:
+            return "sold_out"
+    return ""
+
+
+def _choose_channel(step, enrolment, campaign, batch, rules):
+    """``(channel_id, address, None)`` or ``(first channel tried, None, reason)``."""
+    customer = batch.customers[enrolment.customer_id]
+    first = None
+    template = step.template
+    for channel_id in candidate_channels(step.channel_codes, rules, customer[3]):
+        rule = rules[channel_id]
+        if not (rule.is_active and rule.is_enabled and rule.kind in SENDABLE_KINDS):
+            continue
+        state = batch.consent.get((enrolment.customer_id, channel_id))
+        address = batch.addresses.get((enrolment.customer_id, ADDRESS_KINDS[rule.kind]))
+        if state == ConsentStatus.OPTED_OUT or (
+            campaign.is_marketing and rule.consent_required and state != ConsentStatus.OPTED_IN
+        ):
+            reason = SuppressionReason.NO_CONSENT
+        elif not address:
+            reason = SuppressionReason.NO_ADDRESS
+        elif not template.has_rendition(rule.kind):
+            reason = SuppressionReason.NO_RENDITION
+        else:
+            return channel_id, address, None
+        if first is None:
+            first = (channel_id, reason)
+    if first is None:
+        return None, None, SuppressionReason.NO_CHANNEL
+    return first[0], None, first[1]
+
+
+def _cap_wait(rule, times: list, now) -> datetime | None:
+    """When a slot frees under ``rule``'s cap for these send times, or None if one is free."""
+    if not rule.frequency_cap:
+        return None
+    since = now - timedelta(hours=rule.cap_period_hours)
+    recent = sorted(t for t in times if t > since)
+    if len(recent) < rule.frequency_cap:
+        return None
+    return recent[len(recent) - rule.frequency_cap] + timedelta(hours=rule.cap_period_hours)
+
+
+def _advance(enrolment: Enrolment, steps: dict, now, result: ClaimResult) -> None:
+    nxt = steps.get(enrolment.next_position + 1)
+    enrolment.last_deferral = ""
+    if nxt is None:
+        enrolment.status = EnrolmentStatus.COMPLETED
+        enrolment.due_at = None
+        enrolment.finished_at = now
+        result.completed += 1
+    else:
+        enrolment.next_position += 1
+        enrolment.due_at = now + timedelta(minutes=nxt.delay_minutes)
+
+
+def steps_claim(*, now=None, limit: int | None = None, rules=None) -> ClaimResult:
+    """Phase 1: turn up to ``limit`` due steps into messages (queued or suppressed) or
+    deferrals, in one transaction."""
+    now = now or timezone.now()
+    limit = limit or settings.OMNI_SEND_BATCH
+    rules = rules if rules is not None else rules_by_channel()
+    result = ClaimResult()
+    with transaction.atomic():
+        enrolments = list(
+            Enrolment.objects.filter(
+                status=EnrolmentStatus.ACTIVE,
+                due_at__lte=now,
+                campaign__status=CampaignStatus.ACTIVE,
+            )
+            .select_for_update(skip_locked=True, of=("self",))
+            .order_by("due_at", "pk")[:limit]
+        )
+        if not enrolments:
+            return result
+        result.claimed = len(enrolments)
+        campaigns = {
+            c.pk: c
+            for c in Campaign.objects.filter(
+                pk__in={e.campaign_id for e in enrolments}
+            ).prefetch_related("steps__template")
+        }
+        steps = {cid: {s.position: s for s in c.steps.all()} for cid, c in campaigns.items()}
+        marketing_customers = sorted(
+            {e.customer_id for e in enrolments if campaigns[e.campaign_id].is_marketing}
+        )
+        # Serialise cap decisions per customer across workers (taken in one order; no
+        # other code takes these locks, and claimed enrolments are never waited for).
+        advisory_lock("cap", *marketing_customers)
+        batch = _Batch(enrolments, now)
+        longest = max((r.cap_period_hours for r in rules.values() if r.frequency_cap), default=0)
+        if longest and marketing_customers:
+            batch.load_cap_counts(marketing_customers, now - timedelta(hours=longest))
+        messages = []
+        for enrolment in enrolments:
+            campaign = campaigns[enrolment.campaign_id]
+            step = steps[campaign.pk].get(enrolment.next_position)
+            if step is None:
+                _advance(enrolment, {}, now, result)
+                continue
+            message = Message(
+                enrolment=enrolment,
+                campaign=campaign,
+                step=step,
+                customer_id=enrolment.customer_id,
+                is_marketing=campaign.is_marketing,
+                created_at=now,
+            )
+            reason = _exit_reason(enrolment, campaign, batch)
+            if reason:
+                message.status = MessageStatus.SUPPRESSED
+                message.reason = SuppressionReason.EXITED
+                message.detail = reason
+                messages.append(message)
+                enrolment.status = EnrolmentStatus.EXITED
+                enrolment.exit_reason = reason
+                enrolment.due_at = None
+                enrolment.finished_at = now
+                result.exited[reason] += 1
+                continue
+            if enrolment.holdout:
+                message.status = MessageStatus.SUPPRESSED
+                message.reason = SuppressionReason.HOLDOUT
+                messages.append(message)
+                result.suppressed[SuppressionReason.HOLDOUT.value] += 1
+                _advance(enrolment, steps[campaign.pk], now, result)
+                continue
+            channel_id, address, reason = _choose_channel(step, enrolment, campaign, batch, rules)
+            message.channel_id = channel_id
+            if reason:
+                message.status = MessageStatus.SUPPRESSED
+                message.reason = reason
+                messages.append(message)
+                result.suppressed[str(reason)] += 1
+                _advance(enrolment, steps[campaign.pk], now, result)
+                continue
+            rule = rules[channel_id]
+            key = (enrolment.customer_id, channel_id)
+            if campaign.is_marketing:
+                wait = _cap_wait(rule, batch.sent_times[key], now)
+                if wait is not None and rule.over_cap == OverCap.SKIP:
+                    message.status = MessageStatus.SUPPRESSED
+                    message.reason = SuppressionReason.CAPPED
+                    message.detail = f"{rule.frequency_cap} per {rule.cap_period_hours} h"
+                    messages.append(message)
+                    result.suppressed[SuppressionReason.CAPPED.value] += 1
+                    _advance(enrolment, steps[campaign.pk], now, result)
+                    continue
+                if wait is not None:
+                    _defer(enrolment, wait, SuppressionReason.CAPPED, result)
+                    continue
+            customer = batch.customers[enrolment.customer_id]
+            until = quiet_until(
+                rule.quiet_start, rule.quiet_end, _time_zone(customer[1], customer[2]), now
+            )
+            if until is not None:
+                _defer(enrolment, until, SuppressionReason.QUIET_HOURS, result)
+                continue
+            message.status = MessageStatus.QUEUED
+            message.to = address
+            message.next_attempt_at = now
+            messages.append(message)
+            if campaign.is_marketing:
+                batch.sent_times[key].append(now)
+            result.queued += 1
+            _advance(enrolment, steps[campaign.pk], now, result)
+        Message.objects.bulk_create(messages, ignore_conflicts=True, batch_size=1000)
+        Enrolment.objects.bulk_update(enrolments, ENROLMENT_FIELDS, batch_size=1000)
+    return result
+
+
+def _defer(enrolment: Enrolment, until, reason, result: ClaimResult) -> None:
+    enrolment.due_at = until
+    enrolment.deferrals = min(enrolment.deferrals + 1, 32767)
+    enrolment.last_deferral = reason.value
+    result.deferred[reason.value] += 1
+
+
+# --- phase 2: deliver --------------------------------------------------------------------
+
+
+def _backoff(attempts: int) -> timedelta:
+    """1, 4, 16, 64 minutes ... after the 1st, 2nd, 3rd, 4th attempt."""
+    return timedelta(minutes=4 ** max(attempts - 1, 0))
+
+
+def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
+    """Phase 2: hand up to ``limit`` queued messages to their backends."""
+    from campaigns.backends import backend_for
+    from campaigns.backends.base import (
+        DeliveryResult,
+        OutgoingMessage,
+        PermanentDeliveryError,
+        TransientDeliveryError,
+    )
+    from campaigns.rendering import render_batch
+
+    now = now or timezone.now()
+    limit = limit or settings.OMNI_SEND_BATCH
+    result = DeliverResult()
+    with transaction.atomic():
+        ids = list(
+            Message.objects.filter(status=MessageStatus.QUEUED, next_attempt_at__lte=now)
+            .select_for_update(skip_locked=True)
+            .order_by("next_attempt_at", "pk")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not ids:
+            return result
+        # Committed before any backend is called: no other worker takes these.
+        Message.objects.filter(pk__in=ids).update(
+            status=MessageStatus.SENDING, sending_since=now, attempts=F("attempts") + 1
+        )
+    messages = list(
+        Message.objects.filter(pk__in=ids)
+        .select_related("channel", "step__template", "campaign", "customer", "enrolment")
+        .order_by("pk")
+    )
+    result.attempted = len(messages)
+    try:
+        rendered = render_batch(messages)
+    except Exception as error:  # a template that fails at render time fails its batch
+        log.exception("Rendering failed")
+        rendered, render_error = {}, str(error)[:500]
+    else:
+        render_error = "Rendering produced nothing for this message."
+    by_kind: dict[str, list] = defaultdict(list)
+    finished = []
+    for message in messages:
+        r = rendered.get(message.pk)
+        if r is None:
+            _fail(message, "render_error", render_error, now, result)
+            finished.append(message)
+            continue
+        message.preview = (r.preview or "")[:200]
+        by_kind[message.channel.kind].append(
+            (
+                message,
+                OutgoingMessage(
+                    message_id=message.pk,
+                    channel_code=message.channel.code,
+                    channel_kind=message.channel.kind,
+                    to=message.to,
+                    subject=r.subject,
+                    text=r.text,
+                    html=r.html,
+                    unsubscribe_url=r.unsubscribe_url,
+                    metadata={
+                        "campaign": message.campaign_id,
+                        "step": message.step.position,
+                        "customer": message.customer_id,
+                    },
+                ),
+            )
+        )
+    for kind, pairs in by_kind.items():
+        backend = backend_for(kind)
+        outcomes = backend.send_many([outgoing for _, outgoing in pairs])
+        for (message, _), outcome in zip(pairs, outcomes, strict=True):
+            finished.append(message)
+            if isinstance(outcome, DeliveryResult):
+                message.status = (
+                    MessageStatus.DELIVERED if outcome.delivered else MessageStatus.SENT
+                )
+                message.sent_at = now
+                message.provider_id = (outcome.provider_id or "")[:200]
+                message.reason, message.detail = "", ""
+                if outcome.delivered:
+                    message.delivered_at = now
+                    result.delivered += 1
+                else:
+                    result.sent += 1
+            elif isinstance(outcome, TransientDeliveryError) and (
+                message.attempts < settings.OMNI_SEND_MAX_ATTEMPTS
+            ):
+                message.status = MessageStatus.QUEUED
+                message.next_attempt_at = now + _backoff(message.attempts)
+                message.reason, message.detail = "transient", str(outcome)[:500]
+                result.retrying += 1
+            else:
+                kind_of = "permanent" if isinstance(outcome, PermanentDeliveryError) else "gave_up"
+                _fail(message, kind_of, str(outcome), now, result)
+    for message in finished:
+        message.sending_since = None
+    Message.objects.bulk_update(
+        finished,
+        [
+            "status",
+            "sent_at",
+            "delivered_at",
+            "failed_at",
+            "provider_id",
+            "reason",
+            "detail",
+            "preview",
+            "next_attempt_at",
+            "sending_since",
+        ],
+        batch_size=1000,
+    )
+    return result
+
+
+def _fail(message: Message, kind: str, detail: str, now, result: DeliverResult) -> None:
+    message.status = MessageStatus.FAILED
+    message.reason = kind
+    message.detail = (detail or "")[:500]
+    message.failed_at = now
+    result.failed += 1
+
+
+def messages_recover(*, now=None) -> tuple[int, int]:
+    """Messages whose worker stopped while sending (older than the lease): sent again on a
+    backend that dedupes by message id, else failed with an unknown outcome. Returns
+    ``(requeued, failed)``."""
+    from campaigns.backends import backend_for
+
+    now = now or timezone.now()
+    stale_before = now - timedelta(minutes=settings.OMNI_SEND_LEASE_MINUTES)
+    requeued = failed = 0
+    with transaction.atomic():
+        stale = list(
+            Message.objects.filter(status=MessageStatus.SENDING, sending_since__lt=stale_before)
+            .select_for_update(skip_locked=True)
+            .select_related("channel")
+        )
+        retry = [m.pk for m in stale if backend_for(m.channel.kind).idempotent]
+        give_up = [m.pk for m in stale if m.pk not in set(retry)]
+        if retry:
+            requeued = Message.objects.filter(pk__in=retry).update(
+                status=MessageStatus.QUEUED, next_attempt_at=now, sending_since=None
+            )
+        if give_up:
+            failed = Message.objects.filter(pk__in=give_up).update(
+                status=MessageStatus.FAILED,
+                reason="unknown_outcome",
+                detail="The worker stopped while sending; not sent again so that it is never "
+                "sent twice. Check the provider before resending by hand.",
+                failed_at=now,
+                sending_since=None,
+            )
+    return requeued, failed
+
+
+def messages_send(*, now=None, budget_seconds: float = 50, progress=None) -> SendResult:
+    """The send task: recover stale sends, claim due steps and deliver queued messages in
+    batches until there is nothing left or the time budget is spent."""
+    result = SendResult()
+    fixed_now = now
+    result.recovered, result.abandoned = messages_recover(now=fixed_now)
+    rules = rules_by_channel()
+    deadline = _time.monotonic() + budget_seconds
+    while _time.monotonic() < deadline:
+        claim = steps_claim(now=fixed_now, rules=rules)
+        result.add_claim(claim)
+        deliver = messages_deliver(now=fixed_now)
+        result.add_deliver(deliver)
+        if progress:
+            progress(result)
+        if not claim.claimed and not deliver.attempted:
+            break
+    return result
+
+
+def send_soon() -> None:
+    """Ask a worker to send now (after the current transaction commits)."""
+    from campaigns.tasks import send_messages
+
+    transaction.on_commit(send_messages.delay)

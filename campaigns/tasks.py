@@ -1,0 +1,37 @@
+"""Scheduled campaign work; each task calls one service and is idempotent."""
+
+from celery import shared_task
+from django.db import OperationalError
+
+RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": True, "max_retries": 3}
+
+
+@shared_task(name="campaigns.detect_triggers", acks_late=True, **RETRY)
+def detect_triggers() -> dict:
+    """Every 5 minutes: new enrolments for every running campaign; then send what is due."""
+    from campaigns.services.detection import triggers_detect
+    from campaigns.services.sending import send_soon
+
+    result = triggers_detect()
+    if result.total:
+        send_soon()
+    return {"campaigns": result.campaigns, "enrolled": result.enrolled}
+
+
+@shared_task(name="campaigns.send_messages", acks_late=True, **RETRY)
+def send_messages() -> dict:
+    """Every minute and on demand: due steps to messages, messages to their backends."""
+    from campaigns.services.sending import messages_send
+
+    return messages_send().as_dict()
+
+
+@shared_task(name="campaigns.refresh_rollups", acks_late=True, **RETRY)
+def refresh_rollups() -> dict:
+    """Hourly: attribute orders to campaign messages, then the dashboard rollups."""
+    from campaigns.services.attribution import attributions_compute
+    from campaigns.services.rollups import rollups_refresh
+
+    attributed = attributions_compute()
+    rollups = rollups_refresh()
+    return {"attributed": attributed, "rollups": rollups}
