@@ -556,6 +556,10 @@ class Message(models.Model):
             # The frequency cap and attribution: a customer's messages per channel in time.
             models.Index(fields=["customer", "channel", "created_at"], name="message_customer_idx"),
             models.Index(fields=["campaign", "created_at"], name="message_campaign_idx"),
+            # Delivery receipts name the provider's id.
+            models.Index(
+                fields=["provider_id"], condition=~Q(provider_id=""), name="message_provider_idx"
+            ),
         ]
 
     def __str__(self) -> str:

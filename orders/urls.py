@@ -5,7 +5,17 @@ from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
 from orders.forms import StoreSignInForm
-from orders.views import carts, counts, customers, dashboard, pickups, returns, stock, transfers
+from orders.views import (
+    carts,
+    counts,
+    customers,
+    dashboard,
+    pickups,
+    returns,
+    stock,
+    subscriptions,
+    transfers,
+)
 
 app_name = "store"
 
@@ -48,6 +58,7 @@ urlpatterns = [
         name="cart_continue",
     ),
     path("<slug:location_code>/stock/", stock.stock, name="stock"),
+    path("<slug:location_code>/back-in-stock/", subscriptions.back_in_stock, name="back_in_stock"),
     path("<slug:location_code>/transfers/", transfers.transfer_list, name="transfers"),
     path(
         "<slug:location_code>/transfers/<str:number>/",

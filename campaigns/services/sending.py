@@ -576,7 +576,7 @@ def messages_recover(*, now=None) -> tuple[int, int]:
     with transaction.atomic():
         stale = list(
             Message.objects.filter(status=MessageStatus.SENDING, sending_since__lt=stale_before)
-            .select_for_update(skip_locked=True)
+            .select_for_update(skip_locked=True, of=("self",))
             .select_related("channel")
         )
         retry = [m.pk for m in stale if backend_for(m.channel.kind).idempotent]

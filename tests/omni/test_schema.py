@@ -38,83 +38,103 @@ def test_schema_is_valid_openapi_3(schema):
 
 
 def test_schema_lists_every_endpoint(schema):
-    assert sorted((path, method) for path, method, _ in operations(schema)) == [
-        ("/api/v1/catalog/feeds/{code}/", "get"),
-        ("/api/v1/catalog/products/", "get"),
-        ("/api/v1/catalog/products/", "post"),
-        ("/api/v1/catalog/products/{handle}/", "get"),
-        ("/api/v1/catalog/products/{handle}/", "patch"),
-        ("/api/v1/catalog/variants/", "get"),
-        ("/api/v1/catalog/variants/", "post"),
-        ("/api/v1/catalog/variants/changes/", "get"),
-        ("/api/v1/catalog/variants/{sku}/", "get"),
-        ("/api/v1/catalog/variants/{sku}/", "patch"),
-        ("/api/v1/catalog/variants/{sku}/listings/{channel}/", "put"),
-        ("/api/v1/channels/", "get"),
-        ("/api/v1/channels/{code}/", "get"),
-        ("/api/v1/customers/", "get"),
-        ("/api/v1/customers/", "post"),
-        ("/api/v1/customers/conversations/", "get"),
-        ("/api/v1/customers/conversations/messages/", "post"),
-        ("/api/v1/customers/conversations/{id}/", "get"),
-        ("/api/v1/customers/conversations/{id}/status/", "post"),
-        ("/api/v1/customers/merge/", "post"),
-        ("/api/v1/customers/resolve/", "post"),
-        ("/api/v1/customers/segments/", "get"),
-        ("/api/v1/customers/segments/{id}/members/", "get"),
-        ("/api/v1/customers/touchpoints/batch/", "post"),
-        ("/api/v1/customers/{id}/", "get"),
-        ("/api/v1/customers/{id}/", "patch"),
-        ("/api/v1/customers/{id}/consents/", "get"),
-        ("/api/v1/customers/{id}/consents/", "post"),
-        ("/api/v1/customers/{id}/erase/", "post"),
-        ("/api/v1/customers/{id}/export/", "get"),
-        ("/api/v1/customers/{id}/timeline/", "get"),
-        ("/api/v1/inventory/availability/{channel}/batch/", "post"),
-        ("/api/v1/inventory/availability/{channel}/{sku}/", "get"),
-        ("/api/v1/inventory/counts/", "get"),
-        ("/api/v1/inventory/counts/", "post"),
-        ("/api/v1/inventory/counts/{id}/", "get"),
-        ("/api/v1/inventory/locations/", "get"),
-        ("/api/v1/inventory/locations/{code}/", "get"),
-        ("/api/v1/inventory/movements/batches/", "post"),
-        ("/api/v1/inventory/movements/batches/{batch_id}/", "get"),
-        ("/api/v1/inventory/reservations/", "get"),
-        ("/api/v1/inventory/reservations/", "post"),
-        ("/api/v1/inventory/reservations/consume/", "post"),
-        ("/api/v1/inventory/reservations/release/", "post"),
-        ("/api/v1/inventory/stock/{sku}/", "get"),
-        ("/api/v1/inventory/transfers/", "get"),
-        ("/api/v1/inventory/transfers/", "post"),
-        ("/api/v1/inventory/transfers/{number}/", "get"),
-        ("/api/v1/inventory/transfers/{number}/cancel/", "post"),
-        ("/api/v1/inventory/transfers/{number}/receive/", "post"),
-        ("/api/v1/inventory/transfers/{number}/ship/", "post"),
-        ("/api/v1/orders/", "get"),
-        ("/api/v1/orders/", "post"),
-        ("/api/v1/orders/by-reference/{channel}/{external_reference}/", "get"),
-        ("/api/v1/orders/carts/", "post"),
-        ("/api/v1/orders/carts/{token}/", "get"),
-        ("/api/v1/orders/carts/{token}/checkout/", "post"),
-        ("/api/v1/orders/carts/{token}/identify/", "post"),
-        ("/api/v1/orders/carts/{token}/lines/", "post"),
-        ("/api/v1/orders/carts/{token}/lines/{sku}/", "delete"),
-        ("/api/v1/orders/carts/{token}/lines/{sku}/", "put"),
-        ("/api/v1/orders/pos-sales/", "post"),
-        ("/api/v1/orders/{number}/", "get"),
-        ("/api/v1/orders/{number}/cancel/", "post"),
-        ("/api/v1/orders/{number}/collect/", "post"),
-        ("/api/v1/orders/{number}/ready/", "post"),
-        ("/api/v1/orders/{number}/returns/", "get"),
-        ("/api/v1/orders/{number}/returns/", "post"),
-        ("/api/v1/orders/{number}/ship/", "post"),
-    ]
+    assert sorted((path, method) for path, method, _ in operations(schema)) == sorted(
+        [
+            ("/api/v1/catalog/feeds/{code}/", "get"),
+            ("/api/v1/catalog/products/", "get"),
+            ("/api/v1/catalog/products/", "post"),
+            ("/api/v1/catalog/products/{handle}/", "get"),
+            ("/api/v1/catalog/products/{handle}/", "patch"),
+            ("/api/v1/catalog/variants/", "get"),
+            ("/api/v1/catalog/variants/", "post"),
+            ("/api/v1/catalog/variants/changes/", "get"),
+            ("/api/v1/catalog/variants/{sku}/", "get"),
+            ("/api/v1/catalog/variants/{sku}/", "patch"),
+            ("/api/v1/catalog/variants/{sku}/listings/{channel}/", "put"),
+            ("/api/v1/channels/", "get"),
+            ("/api/v1/channels/{code}/", "get"),
+            ("/api/v1/customers/", "get"),
+            ("/api/v1/customers/", "post"),
+            ("/api/v1/customers/conversations/", "get"),
+            ("/api/v1/customers/conversations/messages/", "post"),
+            ("/api/v1/customers/conversations/{id}/", "get"),
+            ("/api/v1/customers/conversations/{id}/status/", "post"),
+            ("/api/v1/customers/merge/", "post"),
+            ("/api/v1/customers/resolve/", "post"),
+            ("/api/v1/customers/segments/", "get"),
+            ("/api/v1/customers/segments/{id}/members/", "get"),
+            ("/api/v1/customers/touchpoints/batch/", "post"),
+            ("/api/v1/customers/{id}/", "get"),
+            ("/api/v1/customers/{id}/", "patch"),
+            ("/api/v1/customers/{id}/consents/", "get"),
+            ("/api/v1/customers/{id}/consents/", "post"),
+            ("/api/v1/customers/{id}/erase/", "post"),
+            ("/api/v1/customers/{id}/export/", "get"),
+            ("/api/v1/customers/{id}/timeline/", "get"),
+            ("/api/v1/inventory/availability/{channel}/batch/", "post"),
+            ("/api/v1/inventory/availability/{channel}/{sku}/", "get"),
+            ("/api/v1/inventory/counts/", "get"),
+            ("/api/v1/inventory/counts/", "post"),
+            ("/api/v1/inventory/counts/{id}/", "get"),
+            ("/api/v1/inventory/locations/", "get"),
+            ("/api/v1/inventory/locations/{code}/", "get"),
+            ("/api/v1/inventory/movements/batches/", "post"),
+            ("/api/v1/inventory/movements/batches/{batch_id}/", "get"),
+            ("/api/v1/inventory/reservations/", "get"),
+            ("/api/v1/inventory/reservations/", "post"),
+            ("/api/v1/inventory/reservations/consume/", "post"),
+            ("/api/v1/inventory/reservations/release/", "post"),
+            ("/api/v1/inventory/stock/{sku}/", "get"),
+            ("/api/v1/inventory/transfers/", "get"),
+            ("/api/v1/inventory/transfers/", "post"),
+            ("/api/v1/inventory/transfers/{number}/", "get"),
+            ("/api/v1/inventory/transfers/{number}/cancel/", "post"),
+            ("/api/v1/inventory/transfers/{number}/receive/", "post"),
+            ("/api/v1/inventory/transfers/{number}/ship/", "post"),
+            ("/api/v1/orders/", "get"),
+            ("/api/v1/orders/", "post"),
+            ("/api/v1/orders/by-reference/{channel}/{external_reference}/", "get"),
+            ("/api/v1/orders/carts/", "post"),
+            ("/api/v1/orders/carts/{token}/", "get"),
+            ("/api/v1/orders/carts/{token}/checkout/", "post"),
+            ("/api/v1/orders/carts/{token}/identify/", "post"),
+            ("/api/v1/orders/carts/{token}/lines/", "post"),
+            ("/api/v1/orders/carts/{token}/lines/{sku}/", "delete"),
+            ("/api/v1/orders/carts/{token}/lines/{sku}/", "put"),
+            ("/api/v1/orders/pos-sales/", "post"),
+            ("/api/v1/orders/{number}/", "get"),
+            ("/api/v1/orders/{number}/cancel/", "post"),
+            ("/api/v1/orders/{number}/collect/", "post"),
+            ("/api/v1/orders/{number}/ready/", "post"),
+            ("/api/v1/orders/{number}/returns/", "get"),
+            ("/api/v1/orders/{number}/returns/", "post"),
+            ("/api/v1/orders/{number}/ship/", "post"),
+            ("/api/v1/campaigns/audiences/export.csv", "get"),
+            ("/api/v1/campaigns/campaigns/", "get"),
+            ("/api/v1/campaigns/campaigns/{id}/", "get"),
+            ("/api/v1/campaigns/enrolments/", "get"),
+            ("/api/v1/campaigns/messages/", "get"),
+            ("/api/v1/campaigns/receipts/", "post"),
+            ("/api/v1/campaigns/subscriptions/", "get"),
+            ("/api/v1/campaigns/subscriptions/", "post"),
+            ("/api/v1/campaigns/subscriptions/{id}/", "delete"),
+        ]
+    )
+
+
+# Called by the messaging gateway, signed with the gateway secret instead of a token, and
+# idempotent by nature (a receipt repeated changes nothing): tested in tests/campaigns.
+GATEWAY_SIGNED = {"/api/v1/campaigns/receipts/"}
 
 
 def test_every_operation_declares_its_responses(schema):
     operation_ids = []
     for path, method, operation in operations(schema):
         where = f"{method.upper()} {path}"
+        if path in GATEWAY_SIGNED:
+            assert operation["security"] == [{"GatewaySignature": []}], where
+            operation_ids.append(operation["operationId"])
+            continue
         operation_ids.append(operation["operationId"])
         responses = operation["responses"]
         success = [code for code in responses if code.startswith("2")]
@@ -132,7 +152,7 @@ def test_every_operation_declares_its_responses(schema):
 
 def test_posts_declare_the_idempotency_key(schema):
     for path, method, operation in operations(schema):
-        if method != "post":
+        if method != "post" or path in GATEWAY_SIGNED:
             continue
         headers = [p for p in operation["parameters"] if p["in"] == "header"]
         assert [(h["name"], h.get("required", False)) for h in headers] == [

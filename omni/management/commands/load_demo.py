@@ -3,6 +3,7 @@ import time
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from campaigns.demo import generate_campaigns
 from catalog.demo import generate_catalog
 from catalog.models import Product
 from customers.demo import generate_customers
@@ -61,6 +62,9 @@ class Command(BaseCommand):
             started_orders = time.monotonic()
             sales = generate_orders(progress=progress)
             orders_seconds = time.monotonic() - started_orders
+            started_campaigns = time.monotonic()
+            follow_ups = generate_campaigns(progress=progress)
+            campaigns_seconds = time.monotonic() - started_campaigns
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo inventory loaded in {inventory_seconds:.1f}s: "
@@ -88,5 +92,18 @@ class Command(BaseCommand):
                 f"({sales['awaiting_transfer']} waits for a transfer), {sales['returns']} return, "
                 f"{sales['open_carts']} open cart; store staff user {sales['staff']!r} works at "
                 f"{sales['store']}."
+            )
+        )
+        if follow_ups.get("skipped"):
+            self.stdout.write("Demo campaigns: skipped (campaigns exist, or channels are missing).")
+            return
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Demo campaigns loaded in {campaigns_seconds:.1f}s: "
+                f"{follow_ups['campaigns']} active campaigns (abandoned cart, pickup ready, back "
+                f"in stock, thank-you), {follow_ups['templates']} templates, "
+                f"{follow_ups['idle_carts']} carts left two hours ago, "
+                f"{follow_ups['subscriptions']} back-in-stock subscriptions; the worker sends "
+                "the first messages to var/outbox within minutes."
             )
         )

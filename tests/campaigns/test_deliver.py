@@ -1,0 +1,251 @@
+"""Phase two of sending: queued messages go to their backend exactly once, under two
+concurrent workers, after a crash between claim and send and after a crash while sending;
+transient errors retry with backoff, permanent ones fail at once."""
+
+import json
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+
+from campaigns.backends.base import (
+    DeliveryBackend,
+    DeliveryResult,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from campaigns.models import Enrolment, Message, MessageStatus, Trigger
+from campaigns.services.sending import messages_deliver, messages_send, steps_claim
+
+KINDS = ("email", "sms", "push", "social_dm")
+NOON = datetime(2027, 6, 15, 10, 0, tzinfo=UTC)
+
+
+class Recorder(DeliveryBackend):
+    """Records every message id it is handed; ``behaviour`` decides what each call does."""
+
+    calls: list = []
+    lock = threading.Lock()
+    behaviour = None
+    idempotent = True
+
+    def send(self, message):
+        with self.lock:
+            self.calls.append(message.message_id)
+        if Recorder.behaviour is not None:
+            return Recorder.behaviour(message)
+        return DeliveryResult(provider_id=f"rec-{message.message_id}")
+
+
+class NotIdempotentRecorder(Recorder):
+    idempotent = False
+
+
+@pytest.fixture
+def recorder(settings):
+    Recorder.calls = []
+    Recorder.behaviour = None
+    settings.OMNI_MESSAGING_BACKENDS = dict.fromkeys(KINDS, "tests.campaigns.test_deliver.Recorder")
+    return Recorder
+
+
+@pytest.fixture
+def local_outbox(settings, tmp_path):
+    settings.OMNI_LOCAL_OUTBOX_DIR = tmp_path / "outbox"
+    settings.OMNI_MESSAGING_BACKENDS = dict.fromkeys(
+        KINDS, "campaigns.backends.local.LocalOutboxBackend"
+    )
+    return tmp_path / "outbox"
+
+
+def enrol(campaign, customer, key=None):
+    return Enrolment.objects.create(
+        campaign=campaign,
+        customer=customer,
+        subject_key=key or f"test:{customer.pk}",
+        enrolled_at=NOON - timedelta(hours=1),
+        due_at=NOON,
+    )
+
+
+@pytest.fixture
+def campaign(make_campaign):
+    return make_campaign(trigger=Trigger.WIN_BACK, steps=((0, "email"),))
+
+
+def test_messages_reach_the_local_outbox_rendered(local_outbox, make_customer, campaign):
+    customer = make_customer(email="lea@example.com", first_name="Léa")
+    enrol(campaign, customer)
+    result = messages_send(now=NOON)
+    assert (result.claimed, result.queued, result.delivered, result.failed) == (1, 1, 1, 0)
+    m = Message.objects.get()
+    assert (m.status, m.attempts, m.sent_at, m.delivered_at) == ("delivered", 1, NOON, NOON)
+    assert m.provider_id == f"local:{m.pk}"
+    assert m.preview == "Léa, your cart is waiting"
+    document = json.loads((local_outbox / "email" / f"{m.pk}.json").read_text())
+    assert document["to"] == "lea@example.com"
+    assert document["subject"] == "Léa, your cart is waiting"
+    assert "Hello Léa" in document["text"]
+    assert "<p>Hello Léa</p>" in document["html"]
+
+
+def test_a_crash_between_claim_and_send_sends_once(recorder, make_customer, campaign):
+    customers = [make_customer() for _ in range(3)]
+    for customer in customers:
+        enrol(campaign, customer)
+    steps_claim(now=NOON)  # the worker dies here: messages queued, none handed on
+    assert Message.objects.filter(status=MessageStatus.QUEUED).count() == 3
+    assert recorder.calls == []
+    messages_send(now=NOON + timedelta(minutes=1))
+    messages_send(now=NOON + timedelta(minutes=2))
+    assert sorted(recorder.calls) == sorted(Message.objects.values_list("pk", flat=True))
+    assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
+
+
+class WorkerKilled(BaseException):
+    """What a killed worker looks like from inside: not an error any handler catches."""
+
+
+@pytest.mark.parametrize("idempotent", [True, False])
+def test_a_crash_while_sending_never_sends_twice(
+    idempotent, settings, recorder, make_customer, campaign
+):
+    if not idempotent:
+        settings.OMNI_MESSAGING_BACKENDS = {
+            **settings.OMNI_MESSAGING_BACKENDS,
+            "email": "tests.campaigns.test_deliver.NotIdempotentRecorder",
+        }
+    enrol(campaign, make_customer())
+    steps_claim(now=NOON)
+
+    def killed(message):
+        raise WorkerKilled
+
+    recorder.behaviour = killed
+    with pytest.raises(WorkerKilled):
+        messages_deliver(now=NOON)
+    m = Message.objects.get()
+    assert (m.status, m.sending_since) == ("sending", NOON)
+    assert recorder.calls == [m.pk]  # it may or may not have left
+    recorder.behaviour = None
+    # Within the lease nothing happens; after it, only an idempotent backend sends again.
+    messages_send(now=NOON + timedelta(minutes=5))
+    assert Message.objects.get().status == "sending"
+    result = messages_send(now=NOON + timedelta(minutes=11))
+    m.refresh_from_db()
+    if idempotent:
+        assert (result.recovered, result.abandoned) == (1, 0)
+        assert (m.status, m.attempts) == ("sent", 2)
+        assert recorder.calls == [m.pk, m.pk]  # the backend dedupes on the message id
+    else:
+        assert (result.recovered, result.abandoned) == (0, 1)
+        assert (m.status, m.reason) == ("failed", "unknown_outcome")
+        assert recorder.calls == [m.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_send_workers_deliver_each_message_once(recorder, make_customer, make_campaign):
+    campaign = make_campaign(trigger=Trigger.WIN_BACK, steps=((0, "email"), (0, "email")))
+    customers = [make_customer() for _ in range(25)]
+    for customer in customers:
+        enrol(campaign, customer)
+    errors = []
+    barrier = threading.Barrier(2)
+
+    def worker():
+        try:
+            barrier.wait()
+            for _ in range(40):
+                claimed = steps_claim(now=NOON, limit=4).claimed
+                attempted = messages_deliver(now=NOON, limit=3).attempted
+                if not claimed and not attempted:
+                    break
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    ids = set(Message.objects.values_list("pk", flat=True))
+    assert len(ids) == 50
+    assert Counter(recorder.calls) == Counter(dict.fromkeys(ids, 1))
+    assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
+
+
+def test_transient_errors_retry_with_backoff_then_give_up(
+    settings, recorder, make_customer, campaign
+):
+    settings.OMNI_SEND_MAX_ATTEMPTS = 3
+    enrol(campaign, make_customer())
+
+    def flaky(message):
+        raise TransientDeliveryError("503 from the gateway")
+
+    recorder.behaviour = flaky
+    messages_send(now=NOON)
+    m = Message.objects.get()
+    assert (m.status, m.attempts, m.reason) == ("queued", 1, "transient")
+    assert m.next_attempt_at == NOON + timedelta(minutes=1)
+    assert m.detail == "503 from the gateway"
+    messages_send(now=NOON + timedelta(seconds=59))
+    assert Message.objects.get().attempts == 1  # not before its time
+    messages_send(now=NOON + timedelta(minutes=1))
+    m.refresh_from_db()
+    assert (m.status, m.attempts, m.next_attempt_at) == (
+        "queued",
+        2,
+        NOON + timedelta(minutes=1 + 4),
+    )
+    messages_send(now=NOON + timedelta(minutes=5))
+    m.refresh_from_db()
+    assert (m.status, m.attempts, m.reason) == ("failed", 3, "gave_up")
+    assert len(recorder.calls) == 3
+
+
+def test_a_permanent_error_fails_at_once(recorder, make_customer, campaign):
+    enrol(campaign, make_customer())
+
+    def refused(message):
+        raise PermanentDeliveryError("550 no such user")
+
+    recorder.behaviour = refused
+    result = messages_send(now=NOON)
+    m = Message.objects.get()
+    assert (result.failed, m.status, m.reason, m.detail, m.failed_at) == (
+        1,
+        "failed",
+        "permanent",
+        "550 no such user",
+        NOON,
+    )
+    messages_send(now=NOON + timedelta(days=1))
+    assert len(recorder.calls) == 1
+
+
+def test_every_channel_kind_goes_to_its_backend(local_outbox, make_customer, make_campaign):
+    from customers.identifiers import Identifier
+    from customers.services import identity_add
+
+    customer = make_customer(phone="+33612345678", opt_in=("email", "sms", "push", "social-dm"))
+    identity_add(customer=customer, kind="app_device", value="device-42", source="test")
+    identity_add(customer=customer, kind="social_handle", value="instagram:lea", source="test")
+    assert Identifier  # the fixture made the email
+    for code in ("sms", "push", "social-dm"):
+        campaign = make_campaign(name=code, trigger=Trigger.WIN_BACK, steps=((0, code),))
+        enrol(campaign, customer)
+    messages_send(now=NOON)
+    got = {m.channel.code: (m.status, m.to) for m in Message.objects.select_related("channel")}
+    assert got == {
+        "sms": ("delivered", "+33612345678"),
+        "push": ("delivered", "device-42"),
+        "social-dm": ("delivered", "instagram:lea"),
+    }
+    for code in ("sms", "push", "social-dm"):
+        assert len(list((local_outbox / code).glob("*.json"))) == 1
