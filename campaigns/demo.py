@@ -63,7 +63,8 @@ CART_REMINDER = {
     "email_text": """Hello {{ customer.first_name|default:'there' }},
 
 You left these in your cart:
-{% for line in cart.lines %}- {{ line.quantity }} x {{ line.title }} ({{ line.unit_price }} {{ line.currency }})
+{% for line in cart.lines %}- {{ line.quantity }} x {{ line.title }} \
+({{ line.unit_price }} {{ line.currency }})
 {% endfor %}
 Return to your cart: {{ cart.url }}
 
