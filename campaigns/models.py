@@ -87,6 +87,7 @@ class MessagingRule(models.Model):
                 condition=Q(quiet_hours_start__isnull=True, quiet_hours_end__isnull=True)
                 | Q(quiet_hours_start__isnull=False, quiet_hours_end__isnull=False),
                 name="messaging_rule_quiet_hours_both",
+                violation_error_message="Give both ends of the quiet hours, or neither.",
             ),
             models.CheckConstraint(
                 condition=Q(over_cap__in=[c.value for c in OverCap]),
@@ -98,8 +99,7 @@ class MessagingRule(models.Model):
         return f"Rules for {self.channel}"
 
     def clean(self):
-        if (self.quiet_hours_start is None) != (self.quiet_hours_end is None):
-            raise ValidationError("Give both ends of the quiet hours, or neither.")
+        # Both ends or neither: the check constraint says so, with its message, in forms too.
         if self.quiet_hours_start is not None and self.quiet_hours_start == self.quiet_hours_end:
             raise ValidationError("Quiet hours must start and end at different times.")
         if self.fallback_channel_id and self.fallback_channel_id == self.channel_id:

@@ -23,7 +23,23 @@ def send_messages() -> dict:
     """Every minute and on demand: due steps to messages, messages to their backends."""
     from campaigns.services.sending import messages_send
 
-    return messages_send().as_dict()
+    result = messages_send().as_dict()
+    if result["sent"] + result["delivered"] and _rollups_stale():
+        refresh_rollups.delay()  # the dashboards show what just went out
+    return result
+
+
+def _rollups_stale() -> bool:
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from campaigns.services.rollups import rollups_last_refreshed_at
+
+    last = rollups_last_refreshed_at()
+    every = timedelta(minutes=settings.OMNI_ROLLUPS_AFTER_SEND_MINUTES)
+    return last is None or last < timezone.now() - every
 
 
 @shared_task(name="campaigns.refresh_rollups", acks_late=True, **RETRY)

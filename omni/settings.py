@@ -236,6 +236,9 @@ OMNI_SEND_BATCH = env.int("OMNI_SEND_BATCH", default=500)
 OMNI_SEND_LEASE_MINUTES = env.int("OMNI_SEND_LEASE_MINUTES", default=10)
 # Attempts before a message that keeps failing transiently is given up.
 OMNI_SEND_MAX_ATTEMPTS = env.int("OMNI_SEND_MAX_ATTEMPTS", default=5)
+# After a send run that sent something, refresh the dashboards' rollups if they are older than
+# this many minutes (besides the hourly schedule).
+OMNI_ROLLUPS_AFTER_SEND_MINUTES = env.int("OMNI_ROLLUPS_AFTER_SEND_MINUTES", default=10)
 
 # --- Messaging backends -------------------------------------------------------------------
 # Email goes through Django's email backends, chosen by EMAIL_URL (django-environ's syntax):
