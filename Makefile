@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := help
-.PHONY: help run test lint format migrations-check bench bench-inventory bench-customers bench-orders setup demo clean
+.PHONY: help run test lint format migrations-check bench bench-inventory bench-customers bench-orders bench-campaigns setup demo clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
@@ -29,6 +29,10 @@ bench-orders: ## Order benchmarks: placement through the API against the floor a
 	@scripts/system_deps.sh wrk
 	@scripts/setup.sh
 	@.venv/bin/python scripts/with_postgres.py -- .venv/bin/python bench/orders.py $(ARGS)
+
+bench-campaigns: ## Campaign benchmarks: trigger detection against SQL, sending to the local outbox against a raw insert; writes docs/benchmarks-campaigns.md
+	@scripts/setup.sh
+	@.venv/bin/python scripts/with_postgres.py -- .venv/bin/python bench/campaigns.py $(ARGS)
 
 setup: ## Create .venv and install dependencies
 	@scripts/setup.sh

@@ -438,7 +438,7 @@ def markdown(data: dict, sweep: dict | None) -> str:
     return "\n".join(out)
 
 
-KEPT_BLOCK = re.compile(r"<!-- (customers|orders):begin.*?<!-- \1:end -->", re.S)
+KEPT_BLOCK = re.compile(r"<!-- (customers|orders|campaigns):begin.*?<!-- \1:end -->", re.S)
 
 
 def write_markdown(path: Path, data: dict, sweep: dict | None) -> None:

@@ -34,7 +34,7 @@ from campaigns.models import (
     Trigger,
 )
 from catalog.models import ChannelListing
-from customers.models import ConsentState, ConsentStatus, Customer
+from customers.models import ConsentState, ConsentStatus, Customer, CustomerChannelStat
 from inventory.models import ChannelAvailability
 from omni.models import Channel
 from orders.models import Cart, CartStatus
@@ -144,7 +144,8 @@ def _campaign(name: str, steps, **fields) -> Campaign:
 
 
 def _idle_carts(web: Channel, count: int) -> int:
-    """Web carts of regular customers with an email opt-in, left two hours ago."""
+    """Web carts of web shoppers with an email opt-in, left two hours ago (web shoppers
+    already, so the demo segments keep their members)."""
     email = Channel.objects.filter(code="email").first()
     if email is None:
         return 0
@@ -157,6 +158,7 @@ def _idle_carts(web: Channel, count: int) -> int:
                 )
             )
         )
+        .filter(Exists(CustomerChannelStat.objects.filter(customer_id=OuterRef("pk"), channel=web)))
         .exclude(carts__status=CartStatus.OPEN)
         .order_by("-lifetime_revenue", "pk")[:count]
     )

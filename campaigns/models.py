@@ -390,7 +390,12 @@ class Enrolment(models.Model):
     """One customer in one campaign for one subject (a cart, an order, a subscription, a
     lapse, a broadcast); walks through the campaign's steps."""
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="enrolments")
+    # Foreign keys without an index of their own: the unique constraint and the indexes below
+    # lead with the campaign and the customer, and the subject columns are only read forward
+    # (from the enrolment to its cart or order); each index would cost every detection insert.
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="enrolments", db_index=False
+    )
     # Indexed by the composite index below, which starts with the customer.
     customer = models.ForeignKey(
         "customers.Customer", on_delete=models.CASCADE, related_name="enrolments", db_index=False
@@ -399,19 +404,44 @@ class Enrolment(models.Model):
         max_length=100, help_text="What the customer was enrolled for, e.g. cart:812."
     )
     cart = models.ForeignKey(
-        "orders.Cart", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "orders.Cart",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     order = models.ForeignKey(
-        "orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "orders.Order",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     variant = models.ForeignKey(
-        "catalog.Variant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "catalog.Variant",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     sales_channel = models.ForeignKey(
-        Channel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Channel,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     store = models.ForeignKey(
-        "inventory.Location", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "inventory.Location",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     holdout = models.BooleanField(default=False)
     status = models.CharField(
@@ -426,7 +456,12 @@ class Enrolment(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     converted_at = models.DateTimeField(null=True, blank=True)
     converted_order = models.ForeignKey(
-        "orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "orders.Order",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     revenue = models.DecimalField(max_digits=14, decimal_places=2, default=0)
 
@@ -457,6 +492,14 @@ class Enrolment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign} / {self.customer_id} / {self.subject_key}"
+
+    @classmethod
+    def erase_customer_rows(cls, customer) -> int:
+        """Enrolments and their messages are the campaign's record (counts, conversions):
+        erasure keeps them, ends the active ones and keeps no personal field."""
+        return cls.objects.filter(customer=customer, status=EnrolmentStatus.ACTIVE).update(
+            status=EnrolmentStatus.EXITED, exit_reason="customer_erased", due_at=None
+        )
 
     @classmethod
     def merge_customer_rows(cls, survivor, merged) -> int:
@@ -501,8 +544,14 @@ class Message(models.Model):
     """The outbox: one message of one step to one customer, created before the backend is
     called, so it is sent at most once whatever the retries."""
 
-    enrolment = models.ForeignKey(Enrolment, on_delete=models.CASCADE, related_name="messages")
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="messages")
+    # The unique constraint leads with the enrolment and an index below with the campaign:
+    # no index of their own (each would cost every message insert).
+    enrolment = models.ForeignKey(
+        Enrolment, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     step = models.ForeignKey(CampaignStep, on_delete=models.CASCADE, related_name="messages")
     # Indexed by the composite index below, which starts with the customer.
     customer = models.ForeignKey(

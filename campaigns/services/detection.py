@@ -320,23 +320,11 @@ def _insert(columns: list[str], sql: str, params) -> int:
 
 
 def _fill_subjects(campaign: Campaign, now) -> None:
-    """Complete this run's new enrolments from their subject (set-based): the store and
-    channel of an order, the variant last viewed."""
+    """Complete this run's new enrolments where the SELECT could not (set-based): the variant
+    a browse was about, the subscriptions used. (A cart's or an order's channel and store are
+    read from the cart or order when needed, not copied.)"""
     fresh = Enrolment.objects.filter(campaign=campaign, enrolled_at=now)
-    if campaign.trigger == Trigger.STORE_PURCHASE:
-        fresh.update(
-            store_id=Subquery(Order.objects.filter(pk=OuterRef("order_id")).values("store_id")[:1]),
-            sales_channel_id=Subquery(
-                Order.objects.filter(pk=OuterRef("order_id")).values("channel_id")[:1]
-            ),
-        )
-    elif campaign.trigger == Trigger.CART_ABANDONED:
-        fresh.update(
-            sales_channel_id=Subquery(
-                Cart.objects.filter(pk=OuterRef("cart_id")).values("channel_id")[:1]
-            )
-        )
-    elif campaign.trigger == Trigger.BROWSE_ABANDONED:
+    if campaign.trigger == Trigger.BROWSE_ABANDONED:
         # The subject is "browse:<id of the last view>"; its SKU is in the view's
         # properties. This run's new rows only: a bounded batch.
         rows = list(fresh.values_list("pk", "subject_key"))
@@ -374,7 +362,7 @@ def campaign_trigger_detect(*, campaign: Campaign, now=None, rules=None) -> int:
     if built is None:
         return 0
     added = _insert(*built)
-    if added:
+    if added and campaign.trigger in (Trigger.BROWSE_ABANDONED, Trigger.BACK_IN_STOCK):
         _fill_subjects(campaign, now)
     return added
 

@@ -46,6 +46,7 @@ from campaigns.models import (
 )
 from customers.models import ConsentState, ConsentStatus, Customer, Identity, IdentityKind
 from inventory.models import ChannelAvailability
+from omni.db import bulk_update_values
 from orders.models import Cart, CartStatus, Order, OrderStatus
 
 from .common import advisory_lock, candidate_channels, rules_by_channel
@@ -420,7 +421,7 @@ def steps_claim(*, now=None, limit: int | None = None, rules=None) -> ClaimResul
             result.queued += 1
             _advance(enrolment, steps[campaign.pk], now, result)
         Message.objects.bulk_create(messages, ignore_conflicts=True, batch_size=1000)
-        Enrolment.objects.bulk_update(enrolments, ENROLMENT_FIELDS, batch_size=1000)
+        bulk_update_values(Enrolment, enrolments, ENROLMENT_FIELDS)
     return result
 
 
@@ -537,7 +538,8 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
                 _fail(message, kind_of, str(outcome), now, result)
     for message in finished:
         message.sending_since = None
-    Message.objects.bulk_update(
+    bulk_update_values(
+        Message,
         finished,
         [
             "status",
@@ -551,7 +553,6 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
             "next_attempt_at",
             "sending_since",
         ],
-        batch_size=1000,
     )
     return result
 

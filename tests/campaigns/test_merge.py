@@ -53,3 +53,34 @@ def test_merge_folds_enrolments_messages_and_subscriptions(make_customer, make_c
         (older.pk, clash.pk)
     ]
     assert list(BackInStockSubscription.objects.values_list("customer_id", flat=True)) == [older.pk]
+
+
+def test_erasure_keeps_the_campaign_record_without_personal_fields(make_customer, make_campaign):
+    from customers.services import customer_erase
+
+    customer = make_customer(email="zoe@example.com")
+    campaign = make_campaign(trigger=Trigger.BROADCAST)
+    now = timezone.now()
+    enrolment = Enrolment.objects.create(
+        campaign=campaign, customer=customer, subject_key="b", enrolled_at=now, due_at=now
+    )
+    Message.objects.create(
+        enrolment=enrolment,
+        campaign=campaign,
+        step=campaign.steps.get(),
+        customer=customer,
+        status="sent",
+        to="zoe@example.com",
+        preview="Zoé, your cart",
+        created_at=now,
+    )
+
+    customer_erase(customer=customer, source="test")
+
+    enrolment.refresh_from_db()
+    assert (enrolment.status, enrolment.exit_reason, enrolment.due_at) == (
+        "exited",
+        "customer_erased",
+        None,
+    )
+    assert list(Message.objects.values_list("status", "to", "preview")) == [("sent", "", "")]

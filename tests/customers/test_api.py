@@ -1851,6 +1851,9 @@ def test_export_a_customers_data(writer, ana, channels):
         "customers.customermerge__survivor": 0,
         "orders.cart": 0,
         "orders.order": 0,
+        "campaigns.backinstocksubscription": 0,
+        "campaigns.enrolment": 0,
+        "campaigns.message": 0,
     }
 
 

@@ -454,6 +454,9 @@ def test_every_foreign_key_to_customer_is_covered():
         ("customers.CustomerMerge", "survivor"),
         ("orders.Cart", "customer"),
         ("orders.Order", "customer"),
+        ("campaigns.BackInStockSubscription", "customer"),
+        ("campaigns.Enrolment", "customer"),
+        ("campaigns.Message", "customer"),
     } == labels
 
 

@@ -116,6 +116,9 @@ def test_export_holds_everything_about_the_customer(ana, staff_user):
         "customers.customermerge__survivor",
         "orders.cart",
         "orders.order",
+        "campaigns.backinstocksubscription",
+        "campaigns.enrolment",
+        "campaigns.message",
     }
     assert {key: len(value) for key, value in data.items() if isinstance(value, list)} == {
         "customers.identity": 3,
@@ -127,6 +130,9 @@ def test_export_holds_everything_about_the_customer(ana, staff_user):
         "customers.customermerge__survivor": 1,
         "orders.cart": 0,
         "orders.order": 0,
+        "campaigns.backinstocksubscription": 0,
+        "campaigns.enrolment": 0,
+        "campaigns.message": 0,
     }
     profile = data["customer"]
     assert (profile["id"], profile["first_name"], profile["last_name"], profile["city"]) == (
@@ -171,6 +177,9 @@ def test_export_holds_everything_about_the_customer(ana, staff_user):
         "customers.customermerge__survivor": 1,
         "orders.cart": 0,
         "orders.order": 0,
+        "campaigns.backinstocksubscription": 0,
+        "campaigns.enrolment": 0,
+        "campaigns.message": 0,
     }
 
 
