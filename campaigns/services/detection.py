@@ -25,7 +25,6 @@ from django.db.models import (
     Max,
     OuterRef,
     Q,
-    Subquery,
     Value,
 )
 from django.db.models.fields.json import KT
