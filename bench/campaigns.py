@@ -103,6 +103,13 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=5, help="interleaved detection rounds")
     p.add_argument("--send-rounds", type=int, default=3, help="interleaved sending rounds")
     p.add_argument(
+        "--send-workers",
+        type=int,
+        default=2,
+        help="send worker processes sharing the due steps, as Celery workers do (default 2: "
+        "the machine's cores)",
+    )
+    p.add_argument(
         "--send-budget",
         type=float,
         default=3600,
@@ -275,21 +282,17 @@ def bench_detection(args, data, meter) -> dict:
         Enrolment.objects.filter(campaign=campaign).values_list("customer_id", "cart_id")
     )
     raw_pairs = {(customer, cart) for customer, cart, _key in rows}
-    unfilled = Enrolment.objects.filter(campaign=campaign, sales_channel__isnull=True).count()
     checks = {
         "expected": expected,
         "raw_rows": len(rows),
         "enrolled": added,
         "same_customers_and_carts": enrolled == raw_pairs,
-        "sales_channel_filled": unfilled == 0,
     }
-    checks["ok"] = (
-        len(rows) == expected == added and checks["same_customers_and_carts"] and unfilled == 0
-    )
+    checks["ok"] = len(rows) == expected == added and checks["same_customers_and_carts"]
     log(
         f"detection check: the SQL selects {len(rows):,}, detection enrolled {added:,} "
         f"(expected {expected:,}); same customers and carts: "
-        f"{checks['same_customers_and_carts']}; sales channel filled: {unfilled == 0}"
+        f"{checks['same_customers_and_carts']}"
     )
     # The statement detection runs, with its plan, on an empty enrolment table.
     _truncate_enrolments()
@@ -516,6 +519,62 @@ def raw_insert(columns, rows) -> float:
     return time.perf_counter() - started
 
 
+def _send_worker(budget: float, queue) -> None:
+    """One send worker process: what a Celery worker's send task does, timed by parts."""
+    from django.db import connections
+
+    from campaigns.services.sending import messages_send
+
+    connections.close_all()  # the parent's connections are not ours to use
+    with timed_parts(sending_parts()) as parts:
+        result = messages_send(budget_seconds=budget)
+    queue.put((result.as_dict(), dict(parts)))
+    connections.close_all()
+
+
+def send_in_workers(workers: int, budget: float):
+    """Run ``workers`` send processes at once (they share the due steps with SKIP LOCKED, as
+    several Celery workers do) and add up what they did; the parts are summed CPU-side."""
+    import multiprocessing
+
+    from django.db import connections
+
+    from campaigns.services.sending import SendResult
+
+    connections.close_all()
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    processes = [context.Process(target=_send_worker, args=(budget, queue)) for _ in range(workers)]
+    for process in processes:
+        process.start()
+    outcomes = [queue.get() for _ in processes]
+    for process in processes:
+        process.join()
+        if process.exitcode != 0:
+            raise RuntimeError(f"a send worker exited with {process.exitcode}")
+    total = SendResult()
+    parts: dict = {}
+    for done, worker_parts in outcomes:
+        for name in (
+            "claimed",
+            "queued",
+            "completed",
+            "sent",
+            "delivered",
+            "retrying",
+            "failed",
+            "recovered",
+            "abandoned",
+        ):
+            setattr(total, name, getattr(total, name) + done[name])
+        for name in ("suppressed", "deferred", "exited"):
+            for key, n in done[name].items():
+                getattr(total, name)[key] += n
+        for key, seconds in worker_parts.items():
+            parts[key] = parts.get(key, 0.0) + seconds
+    return total, parts
+
+
 def bench_sending(args, data, meter, outbox: Path) -> dict:
     from django.conf import settings
     from django.db import connection
@@ -542,6 +601,9 @@ def bench_sending(args, data, meter, outbox: Path) -> dict:
                     f"({elapsed:.0f} s, {result.delivered / elapsed:,.0f} messages/s)"
                 )
 
+        if args.send_workers > 1:
+            result, parts = send_in_workers(args.send_workers, args.send_budget)
+            return time.perf_counter() - started, result, parts
         with timed_parts(sending_parts()) as parts:
             result = messages_send(budget_seconds=args.send_budget, progress=progress)
         return time.perf_counter() - started, result, dict(parts)

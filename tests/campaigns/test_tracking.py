@@ -318,3 +318,21 @@ def test_unknown_store_or_item_is_a_404_page(client, shop):
 def test_messages_keep_their_counts_in_the_outbox(message):
     # The click columns start empty on a new message (the sender does not touch them).
     assert Message.objects.filter(pk=message.pk, clicks=0, clicked_at__isnull=True).exists()
+
+
+@pytest.mark.parametrize(
+    "salt, obj",
+    [
+        ("campaigns.link", [12, "https://shop.example.com/products/P1?store=paris"]),
+        ("campaigns.link", [7, "https://shop.example.com/" + "a" * 300]),  # compresses
+        ("campaigns.unsubscribe", [42, 3]),
+    ],
+)
+def test_fast_signing_is_djangos_signing(salt, obj):
+    from django.core import signing
+
+    from campaigns.rendering import sign_object
+
+    token = sign_object(salt, obj)
+    assert token == signing.Signer(salt=salt).sign_object(obj, compress=True)
+    assert signing.Signer(salt=salt).unsign_object(token) == obj
