@@ -115,6 +115,11 @@ _UNSUBSCRIBE_SALT = "campaigns.unsubscribe"
 _MESSAGE_ID: ContextVar[int] = ContextVar("campaigns_message_id", default=0)
 
 
+# zlib's header and checksum cost 6 bytes and short URLs hardly repeat: below this length
+# compressing never wins (Django tries anyway; the result is the same token).
+_COMPRESS_FROM = 80
+
+
 @functools.lru_cache(maxsize=8)
 def _signing_key(salt: str, secret: str) -> bytes:
     # django.utils.crypto.salted_hmac's key, as django.core.signing.Signer derives it.
@@ -126,10 +131,11 @@ def sign_object(salt: str, obj) -> str:
     it, with ``SECRET_KEY_FALLBACKS`` too), without building a ``Signer`` per call: a message
     carries a dozen tracked links and the send task renders thousands a second."""
     data = json.dumps(obj, separators=(",", ":")).encode("latin-1")
-    compressed = zlib.compress(data)
     prefix = ""
-    if len(compressed) < len(data) - 1:
-        data, prefix = compressed, "."
+    if len(data) > _COMPRESS_FROM:  # shorter payloads never shrink: spare the attempt
+        compressed = zlib.compress(data)
+        if len(compressed) < len(data) - 1:
+            data, prefix = compressed, "."
     value = prefix + base64.urlsafe_b64encode(data).strip(b"=").decode()
     key = _signing_key(salt, settings.SECRET_KEY)
     digest = hmac.new(key, value.encode(), hashlib.sha256).digest()

@@ -36,6 +36,7 @@ from campaigns.models import (
     SENDABLE_KINDS,
     Campaign,
     CampaignStatus,
+    CampaignStep,
     Enrolment,
     EnrolmentStatus,
     Message,
@@ -47,6 +48,7 @@ from campaigns.models import (
 from customers.models import ConsentState, ConsentStatus, Customer, Identity, IdentityKind
 from inventory.models import ChannelAvailability
 from omni.db import bulk_update_values
+from omni.models import Channel
 from orders.models import Cart, CartStatus, Order, OrderStatus
 
 from .common import advisory_lock, candidate_channels, rules_by_channel
@@ -355,9 +357,9 @@ def steps_claim(*, now=None, limit: int | None = None, rules=None) -> ClaimResul
                 _advance(enrolment, {}, now, result)
                 continue
             message = Message(
-                enrolment=enrolment,
-                campaign=campaign,
-                step=step,
+                enrolment_id=enrolment.pk,
+                campaign_id=campaign.pk,
+                step_id=step.pk,
                 customer_id=enrolment.customer_id,
                 is_marketing=campaign.is_marketing,
                 created_at=now,
@@ -468,10 +470,9 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
             status=MessageStatus.SENDING, sending_since=now, attempts=F("attempts") + 1
         )
     messages = list(
-        Message.objects.filter(pk__in=ids)
-        .select_related("channel", "step__template", "campaign", "customer", "enrolment")
-        .order_by("pk")
+        Message.objects.filter(pk__in=ids).select_related("customer", "enrolment").order_by("pk")
     )
+    _attach_shared(messages)
     result.attempted = len(messages)
     try:
         rendered = render_batch(messages)
@@ -555,6 +556,21 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
         ],
     )
     return result
+
+
+def _attach_shared(messages: list[Message]) -> None:
+    """Give each message its channel, step (with its template) and campaign from one read of
+    each (a batch has a handful of them), instead of a copy of each per message."""
+    channels = Channel.objects.in_bulk({m.channel_id for m in messages if m.channel_id})
+    steps = CampaignStep.objects.select_related("template").in_bulk({m.step_id for m in messages})
+    campaigns = Campaign.objects.in_bulk({m.campaign_id for m in messages})
+    for relation, rows, attname in (
+        (Message._meta.get_field("channel"), channels, "channel_id"),
+        (Message._meta.get_field("step"), steps, "step_id"),
+        (Message._meta.get_field("campaign"), campaigns, "campaign_id"),
+    ):
+        for message in messages:
+            relation.set_cached_value(message, rows.get(getattr(message, attname)))
 
 
 def _fail(message: Message, kind: str, detail: str, now, result: DeliverResult) -> None:
