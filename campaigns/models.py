@@ -500,8 +500,13 @@ class Enrolment(models.Model):
             ),
         ]
         indexes = [
-            # Due steps, claimed by the send task.
-            models.Index(fields=["due_at"], condition=Q(status="active"), name="enrolment_due_idx"),
+            # Due steps, claimed by the send task campaign by campaign (a paused campaign's
+            # backlog is never read).
+            models.Index(
+                fields=["campaign", "due_at"],
+                condition=Q(status="active"),
+                name="enrolment_due_idx",
+            ),
             models.Index(fields=["campaign", "enrolled_at"], name="enrolment_campaign_idx"),
         ]
 
@@ -591,7 +596,10 @@ class Message(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
-    clicked_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True, help_text="The first click.")
+    last_clicked_at = models.DateTimeField(
+        null=True, blank=True, help_text="The latest click (attribution follows it)."
+    )
     clicks = models.PositiveIntegerField(default=0)
 
     class Meta:
@@ -620,6 +628,9 @@ class Message(models.Model):
             # The frequency cap and attribution: a customer's messages per channel in time.
             models.Index(fields=["customer", "channel", "created_at"], name="message_customer_idx"),
             models.Index(fields=["campaign", "created_at"], name="message_campaign_idx"),
+            # Time-range reads (rollups, the admin): a message's times all follow its creation
+            # (sent, delivered and clicked after it), so ranges on them are bounded by this.
+            models.Index(fields=["created_at"], name="message_created_idx"),
             # Delivery receipts name the provider's id.
             models.Index(
                 fields=["provider_id"], condition=~Q(provider_id=""), name="message_provider_idx"

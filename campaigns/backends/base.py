@@ -49,6 +49,12 @@ class PermanentDeliveryError(DeliveryError):
     """Not worth retrying: a refused address, an HTTP 4xx, an SMTP 5xx."""
 
 
+class OutcomeUnknownError(DeliveryError):
+    """The message may have been delivered: the connection broke or timed out after the
+    backend handed it over (an SMTP server silent after DATA). Retried only on an
+    idempotent backend; otherwise failed, so that it is never sent twice."""
+
+
 class DeliveryBackend:
     idempotent = False
 

@@ -39,6 +39,7 @@ from campaigns.backends.base import (
     DeliveryBackend,
     DeliveryError,
     DeliveryResult,
+    OutcomeUnknownError,
     OutgoingMessage,
     PermanentDeliveryError,
     TransientDeliveryError,
@@ -149,10 +150,19 @@ class EmailBackend(DeliveryBackend):
                     if connection.send_messages([email]) != 1:
                         raise PermanentDeliveryError("The email has no recipient.")
                 except Exception as error:
-                    results.append(delivery_error(error))
                     if _connection_lost(error):
+                        # Mid-conversation: the server may already hold the email (a reply
+                        # lost after DATA). SMTP cannot dedupe, so this is not retried.
+                        results.append(
+                            OutcomeUnknownError(
+                                f"The connection to the SMTP server broke while sending "
+                                f"({error!r}): the email may have been accepted."
+                            )
+                        )
                         self._close(connection)
                         is_open = False
+                    else:
+                        results.append(delivery_error(error))
                     continue
                 results.append(DeliveryResult(provider_id=message_id, delivered=delivered))
         finally:

@@ -51,7 +51,7 @@ from omni.db import bulk_update_values
 from omni.models import Channel
 from orders.models import Cart, CartStatus, Order, OrderStatus
 
-from .common import advisory_lock, candidate_channels, rules_by_channel
+from .common import candidate_channels, rules_by_channel
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class DeliverResult:
     delivered: int = 0
     retrying: int = 0
     failed: int = 0
+    suppressed: int = 0  # retries that may no longer go (opt-out, exit)
 
 
 @dataclass
@@ -120,6 +121,8 @@ class SendResult:
                 mine[key] += n
 
     def add_deliver(self, r: DeliverResult) -> None:
+        if r.suppressed:
+            self.suppressed["at_retry"] += r.suppressed
         self.sent += r.sent
         self.delivered += r.delivered
         self.retrying += r.retrying
@@ -312,6 +315,36 @@ def _advance(enrolment: Enrolment, steps: dict, now, result: ClaimResult) -> Non
         enrolment.due_at = now + timedelta(minutes=nxt.delay_minutes)
 
 
+def _claim_due(now, limit: int) -> list[Enrolment]:
+    """Lock up to ``limit`` due enrolments of active campaigns, with their customers, skipping
+    rows another transaction holds: another send worker's (so workers share the work, and a
+    customer's steps are decided by one worker at a time, which keeps her cap exact) or a
+    merge's or erasure's (which lock the customer first; the claim never waits for them, so
+    they cannot deadlock). Campaign by campaign, through the (campaign, due_at) index: a
+    paused campaign's backlog is never read."""
+    active = list(
+        Campaign.objects.filter(status=CampaignStatus.ACTIVE)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    share = max(limit // max(len(active), 1), 50)
+    claimed: list[Enrolment] = []
+    for campaign_id in active:
+        room = min(limit - len(claimed), share)
+        if room <= 0:
+            break
+        claimed.extend(
+            Enrolment.objects.filter(
+                campaign_id=campaign_id, status=EnrolmentStatus.ACTIVE, due_at__lte=now
+            )
+            .select_related("customer")
+            .only("customer__id", *(f.attname for f in Enrolment._meta.concrete_fields))
+            .select_for_update(skip_locked=True, no_key=True, of=("self", "customer"))
+            .order_by("due_at", "pk")[:room]
+        )
+    return claimed
+
+
 def steps_claim(*, now=None, limit: int | None = None, rules=None) -> ClaimResult:
     """Phase 1: turn up to ``limit`` due steps into messages (queued or suppressed) or
     deferrals, in one transaction."""
@@ -320,15 +353,7 @@ def steps_claim(*, now=None, limit: int | None = None, rules=None) -> ClaimResul
     rules = rules if rules is not None else rules_by_channel()
     result = ClaimResult()
     with transaction.atomic():
-        enrolments = list(
-            Enrolment.objects.filter(
-                status=EnrolmentStatus.ACTIVE,
-                due_at__lte=now,
-                campaign__status=CampaignStatus.ACTIVE,
-            )
-            .select_for_update(skip_locked=True, of=("self",))
-            .order_by("due_at", "pk")[:limit]
-        )
+        enrolments = _claim_due(now, limit)
         if not enrolments:
             return result
         result.claimed = len(enrolments)
@@ -342,9 +367,6 @@ def steps_claim(*, now=None, limit: int | None = None, rules=None) -> ClaimResul
         marketing_customers = sorted(
             {e.customer_id for e in enrolments if campaigns[e.campaign_id].is_marketing}
         )
-        # Serialise cap decisions per customer across workers (taken in one order; no
-        # other code takes these locks, and claimed enrolments are never waited for).
-        advisory_lock("cap", *marketing_customers)
         batch = _Batch(enrolments, now)
         longest = max((r.cap_period_hours for r in rules.values() if r.frequency_cap), default=0)
         if longest and marketing_customers:
@@ -447,6 +469,7 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
     from campaigns.backends import backend_for
     from campaigns.backends.base import (
         DeliveryResult,
+        OutcomeUnknownError,
         OutgoingMessage,
         PermanentDeliveryError,
         TransientDeliveryError,
@@ -474,6 +497,9 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
     )
     _attach_shared(messages)
     result.attempted = len(messages)
+    finished = _recheck_retries([m for m in messages if m.attempts > 1], now, result)
+    held = {m.pk for m in finished}
+    messages = [m for m in messages if m.pk not in held]
     try:
         rendered = render_batch(messages)
     except Exception as error:  # a template that fails at render time fails its batch
@@ -482,7 +508,6 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
     else:
         render_error = "Rendering produced nothing for this message."
     by_kind: dict[str, list] = defaultdict(list)
-    finished = []
     for message in messages:
         r = rendered.get(message.pk)
         if r is None:
@@ -527,7 +552,10 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
                     result.delivered += 1
                 else:
                     result.sent += 1
-            elif isinstance(outcome, TransientDeliveryError) and (
+            elif isinstance(outcome, OutcomeUnknownError) and not backend.idempotent:
+                # It may have gone out: never again (staff see why).
+                _fail(message, "unknown_outcome", str(outcome), now, result)
+            elif isinstance(outcome, (TransientDeliveryError, OutcomeUnknownError)) and (
                 message.attempts < settings.OMNI_SEND_MAX_ATTEMPTS
             ):
                 message.status = MessageStatus.QUEUED
@@ -551,11 +579,60 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
             "reason",
             "detail",
             "preview",
+            "attempts",
             "next_attempt_at",
             "sending_since",
         ],
     )
     return result
+
+
+def _recheck_retries(messages: list[Message], now, result: DeliverResult) -> list[Message]:
+    """A message tried before waited for its retry: check again, as at the claim, what may
+    have changed since (an opt-out, the exit condition, the night). Returns those that do
+    not go now, decided: suppressed, or queued again for the end of the quiet hours."""
+    if not messages:
+        return []
+    rules = rules_by_channel()
+    batch = _Batch([m.enrolment for m in messages], now)
+    held = []
+    for message in messages:
+        campaign = message.campaign
+        rule = rules.get(message.channel_id)
+        state = batch.consent.get((message.customer_id, message.channel_id))
+        reason = _exit_reason(message.enrolment, campaign, batch)
+        if reason:
+            message.status = MessageStatus.SUPPRESSED
+            message.reason, message.detail = SuppressionReason.EXITED, reason
+        elif state == ConsentStatus.OPTED_OUT or (
+            campaign.is_marketing
+            and rule is not None
+            and rule.consent_required
+            and state != ConsentStatus.OPTED_IN
+        ):
+            message.status = MessageStatus.SUPPRESSED
+            message.reason, message.detail = SuppressionReason.NO_CONSENT, ""
+        else:
+            customer = batch.customers[message.customer_id]
+            until = (
+                quiet_until(
+                    rule.quiet_start, rule.quiet_end, _time_zone(customer[1], customer[2]), now
+                )
+                if rule is not None
+                else None
+            )
+            if until is None:
+                continue
+            message.status = MessageStatus.QUEUED
+            message.next_attempt_at = until
+            message.attempts -= 1  # waiting for the morning is not an attempt
+            message.reason, message.detail = "quiet_hours", "Waits for the end of quiet hours."
+            result.retrying += 1
+            held.append(message)
+            continue
+        result.suppressed += 1
+        held.append(message)
+    return held
 
 
 def _attach_shared(messages: list[Message]) -> None:

@@ -388,3 +388,43 @@ def test_rule_validation_messages(channels):
     rule.quiet_hours_end = time(21)
     with pytest.raises(ValidationError, match="different times"):
         rule.clean()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_customer_locked_by_a_merge_or_erasure_is_skipped_not_waited_for(
+    make_customer, make_campaign
+):
+    """A merge or an erasure locks the customer, then her enrolments; the claim locks
+    enrolments then customers. It skips a customer another transaction holds instead of
+    waiting, so the two can never deadlock; her step goes out on a later run."""
+    busy, free = make_customer(), make_customer()
+    campaign = make_campaign()
+    enrol(campaign, busy)
+    enrol(campaign, free)
+    locked, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def merge_like():
+        from django.db import transaction
+
+        with transaction.atomic():
+            list(Customer.objects.select_for_update().filter(pk=busy.pk))
+            locked.set()
+            release.wait(10)
+        connection.close()
+        done.set()
+
+    holder = threading.Thread(target=merge_like)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        result = steps_claim(now=NOON)  # must not block on the held customer
+        assert result.claimed == 1
+        assert list(Message.objects.values_list("customer_id", flat=True)) == [free.pk]
+    finally:
+        release.set()
+        holder.join(10)
+    assert done.is_set()
+    assert steps_claim(now=NOON).claimed == 1
+    assert sorted(Message.objects.values_list("customer_id", flat=True)) == sorted(
+        [busy.pk, free.pk]
+    )

@@ -249,3 +249,101 @@ def test_every_channel_kind_goes_to_its_backend(local_outbox, make_customer, mak
     }
     for code in ("sms", "push", "social-dm"):
         assert len(list((local_outbox / code).glob("*.json"))) == 1
+
+
+def test_a_retry_checks_again_for_an_opt_out(recorder, make_customer, campaign, channels):
+    from customers.services import consent_record
+
+    customer = make_customer()
+    enrol(campaign, customer)
+
+    def flaky(message):
+        raise TransientDeliveryError("timeout")
+
+    recorder.behaviour = flaky
+    messages_send(now=NOON)
+    consent_record(customer=customer, channel=channels.email, status="opted_out", source="t")
+    recorder.behaviour = None
+    result = messages_send(now=NOON + timedelta(minutes=1))
+    m = Message.objects.get()
+    assert (m.status, m.reason) == ("suppressed", "no_consent")
+    assert dict(result.suppressed) == {"at_retry": 1}
+    assert recorder.calls == [m.pk]  # tried once, never again
+
+
+def test_a_retry_waits_for_the_end_of_quiet_hours(recorder, rules, make_customer, campaign):
+    from datetime import time
+
+    rules.email.quiet_hours_start, rules.email.quiet_hours_end = time(21, 0), time(8, 0)
+    rules.email.save()
+    enrol(campaign, make_customer(time_zone="Europe/Paris"))
+    evening = datetime(2027, 6, 15, 18, 50, tzinfo=UTC)  # 20:50 in Paris
+    Enrolment.objects.update(due_at=evening)
+
+    def flaky(message):
+        raise TransientDeliveryError("timeout")
+
+    recorder.behaviour = flaky
+    messages_send(now=evening)
+    recorder.behaviour = None
+    m = Message.objects.get()
+    assert (m.status, m.attempts, m.next_attempt_at) == (
+        "queued",
+        1,
+        evening + timedelta(minutes=1),
+    )
+    later = datetime(2027, 6, 15, 19, 5, tzinfo=UTC)  # 21:05 in Paris: quiet
+    messages_send(now=later)
+    m.refresh_from_db()
+    morning = datetime(2027, 6, 16, 6, 0, tzinfo=UTC)  # 08:00 in Paris
+    assert (m.status, m.next_attempt_at, m.reason, m.attempts) == (
+        "queued",
+        morning,
+        "quiet_hours",
+        1,
+    )
+    assert len(recorder.calls) == 1
+    messages_send(now=morning)
+    m.refresh_from_db()
+    assert (m.status, m.attempts) == ("sent", 2)
+
+
+def test_a_retry_exits_when_the_customer_bought(recorder, make_customer, campaign):
+    from customers.models import Customer
+
+    customer = make_customer()
+    enrol(campaign, customer)
+
+    def flaky(message):
+        raise TransientDeliveryError("timeout")
+
+    recorder.behaviour = flaky
+    messages_send(now=NOON)
+    Customer.objects.filter(pk=customer.pk).update(last_purchase_at=NOON)
+    recorder.behaviour = None
+    messages_send(now=NOON + timedelta(minutes=1))
+    m = Message.objects.get()
+    assert (m.status, m.reason, m.detail) == ("suppressed", "exited", "purchased")
+    assert len(recorder.calls) == 1
+
+
+def test_an_email_whose_outcome_is_unknown_is_not_sent_again(
+    settings, recorder, make_customer, campaign
+):
+    from campaigns.backends.base import OutcomeUnknownError
+
+    settings.OMNI_MESSAGING_BACKENDS = {
+        **settings.OMNI_MESSAGING_BACKENDS,
+        "email": "tests.campaigns.test_deliver.NotIdempotentRecorder",
+    }
+    enrol(campaign, make_customer())
+
+    def lost(message):
+        raise OutcomeUnknownError("connection lost after DATA")
+
+    recorder.behaviour = lost
+    messages_send(now=NOON)
+    m = Message.objects.get()
+    assert (m.status, m.reason) == ("failed", "unknown_outcome")
+    messages_send(now=NOON + timedelta(hours=1))
+    assert len(recorder.calls) == 1
