@@ -8,7 +8,9 @@ The gateway (a small service of ours or an SMS/push provider's adapter) receives
 
 and the headers
 
-- ``Idempotency-Key: omni-message-42``: the same on every attempt; the gateway must not send
+- ``Idempotency-Key: omni-message-42@omni.example.com`` (the message id at this installation's
+  site host, so staging and production sharing a gateway never collide): the same on every
+  attempt; the gateway must not send
   a message twice for one key (keep keys at least a day);
 - ``X-Omni-Timestamp: 1718000000``: Unix time in seconds when the request was signed;
 - ``X-Omni-Signature: sha256=<hex>``: HMAC-SHA256, keyed with ``OMNI_GATEWAY_SECRET`` (UTF-8),
@@ -57,6 +59,14 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 # 4xx answers that mean "later", not "never".
 RETRY_STATUSES = frozenset({408, 429})
 MAX_RESPONSE_BYTES = 64 * 1024
+
+
+def idempotency_key(message: OutgoingMessage) -> str:
+    """The message's key at this installation (its id at the site's host, as in the email
+    Message-ID): two installations sharing a gateway never dedupe each other's messages."""
+    from campaigns.backends.email import message_id_domain
+
+    return f"{message.idempotency_key}@{message_id_domain()}"
 
 
 class GatewayUnreachable(TransientDeliveryError):
@@ -186,7 +196,7 @@ class HttpGatewayBackend(DeliveryBackend):
                 "Content-Type": "application/json",
                 "Accept": "application/json",
                 "User-Agent": "Omni-Gateway-Backend/1",
-                "Idempotency-Key": message.idempotency_key,
+                "Idempotency-Key": idempotency_key(message),
                 TIMESTAMP_HEADER: timestamp,
                 SIGNATURE_HEADER: sign(secret, timestamp, body),
             },

@@ -19,6 +19,7 @@ from campaigns.backends.base import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from campaigns.backends.email import message_id_domain
 from campaigns.backends.gateway import (
     GatewayUnreachable,
     HttpGatewayBackend,
@@ -122,7 +123,7 @@ def test_posts_signed_json_with_an_idempotency_key(gateway):
         "metadata": {"campaign": 3, "step": 7, "customer": 9},
     }
     assert headers["Content-Type"] == "application/json"
-    assert headers["Idempotency-Key"] == "omni-message-42"
+    assert headers["Idempotency-Key"] == f"omni-message-42@{message_id_domain()}"
     timestamp = headers["X-Omni-Timestamp"]
     assert before <= int(timestamp) <= after
     # The documented scheme, computed here independently of the backend.
@@ -160,7 +161,9 @@ def test_two_server_errors_then_success_takes_exactly_three_requests(gateway):
     assert result == DeliveryResult(provider_id="gw-77", delivered=True)
     assert len(gateway.requests) == 3
     # Every attempt carries the same key and body, each freshly signed.
-    assert {headers["Idempotency-Key"] for _, headers, _ in gateway.requests} == {"omni-message-42"}
+    assert {headers["Idempotency-Key"] for _, headers, _ in gateway.requests} == {
+        f"omni-message-42@{message_id_domain()}"
+    }
     assert len({body for _, _, body in gateway.requests}) == 1
     for _, headers, body in gateway.requests:
         assert verify_signature(
