@@ -14,6 +14,7 @@ plus the dashboards and the retargeting audience export.
 - The dashboards (channels, campaigns) read the hourly rollups; "Refresh now" recomputes them.
 """
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Q, Subquery
@@ -39,7 +40,12 @@ from campaigns.models import (
     SuppressionReason,
     Template,
 )
-from campaigns.services.campaigns import campaign_activate, campaign_check, campaign_pause
+from campaigns.services.campaigns import (
+    campaign_activate,
+    campaign_check,
+    campaign_pause,
+    holdout_problem,
+)
 from customers.models import Customer
 from customers.selectors import customers_matching
 from omni.admin_utils import (
@@ -68,11 +74,17 @@ def customer_link(customer_id, label=None):
     return format_html('<a href="{}">{}</a>', url, label or f"#{customer_id}")
 
 
+def is_id(text: str) -> bool:
+    """Whether ``text`` can be a row id: ASCII digits (``"²".isdigit()`` and ``"٣".isdigit()``
+    are True, but ``int()`` refuses them) that fit a bigint."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 def customer_condition(term: str, field: str = "customer_id") -> Q | None:
     """Rows of the customer a search term names: ``#123`` or ``123`` (her id), else her
     email, phone or other identifier, normalised."""
     digits = term.lstrip("#")
-    if digits.isdigit():
+    if is_id(digits):
         return Q(**{field: int(digits)})
     ids = list(customers_matching(term).values_list("pk", flat=True)[:MAX_SEARCH_CUSTOMERS])
     return Q(**{f"{field}__in": ids}) if ids else None
@@ -294,6 +306,20 @@ CAMPAIGN_FIELDSETS = [
 ]
 
 
+class CampaignForm(forms.ModelForm):
+    """Refuses a holdout on a transactional campaign on its field, whatever the status (an
+    active campaign is checked again whole when saved)."""
+
+    def clean(self):
+        data = super().clean()
+        problem = holdout_problem(
+            purpose=data.get("purpose"), holdout_percent=data.get("holdout_percent")
+        )
+        if problem and "holdout_percent" not in self.errors:
+            self.add_error("holdout_percent", problem)
+        return data
+
+
 @admin.register(Campaign)
 class CampaignAdmin(ServiceActionsMixin, ServiceAdminMixin, admin.ModelAdmin):
     list_display = ["name", "trigger", "purpose", "status", "segment", "enrolled", "period"]
@@ -301,6 +327,7 @@ class CampaignAdmin(ServiceActionsMixin, ServiceAdminMixin, admin.ModelAdmin):
     search_fields = ["name", "description"]
     list_select_related = ["segment"]
     autocomplete_fields = ["segment", "sales_channel"]
+    form = CampaignForm
     readonly_fields = ["status", "created_at", "updated_at"]
     fieldsets = CAMPAIGN_FIELDSETS
     inlines = [CampaignStepInline, AttributionWindowInline]
@@ -601,11 +628,18 @@ class MessageAdmin(BigTableMixin, ReadOnlyAdmin):
         "delivered_at",
         "clicked_at",
     ]
-    list_filter = ["status", ReasonFilter, "channel", "campaign"]
+    # Creation ranges (today, past 7 days, ...) over the created_at index; no date hierarchy,
+    # whose DISTINCT over the dates would read every message on each view of the list.
+    list_filter = [
+        "status",
+        ReasonFilter,
+        "channel",
+        "campaign",
+        ("created_at", admin.DateFieldListFilter),
+    ]
     search_fields = ["=provider_id"]  # shows the search box; the search itself is below
     search_help_text = "A message id, a customer (#123, email or phone) or the provider's id."
     list_select_related = ["campaign", "customer", "channel", "step"]
-    date_hierarchy = "created_at"
     ordering = ["-id"]
     fields = [
         ("campaign", "step", "enrolment"),
@@ -625,7 +659,7 @@ class MessageAdmin(BigTableMixin, ReadOnlyAdmin):
         if not term:
             return queryset, False
         condition = Q(provider_id=term)
-        if term.isdigit():
+        if is_id(term):
             condition |= Q(pk=int(term))
         customer = customer_condition(term)
         if customer is not None:

@@ -6,7 +6,8 @@ signed token in the address is the credential).
   link unsubscribes nobody); POST unsubscribes, from the page's button or from the mail
   provider's one-click ``List-Unsubscribe=One-Click`` (RFC 8058).
 - ``/q/<store>/<sku>``: the QR code on a product's sign in a store; counts the scan and
-  redirects to the product in the web shop, naming the store.
+  redirects to the product in the web shop, naming the store. A store or SKU that names
+  nothing (unknown, or holding a NUL character) is the page saying so (404).
 
 CSRF: the unsubscribe view is exempt, for the button as well as for one-click. CSRF protects
 what a browser's cookies authorise; here nothing does: the signed token in the address is the
@@ -151,8 +152,11 @@ def unsubscribe(request, token: str):
 @never_cache
 @require_http_methods(["GET", "HEAD"])
 def signage_scan(request, store_code: str, sku: str):
-    store = Location.objects.filter(code=store_code, kind=LocationKind.STORE).first()
-    variant = Variant.objects.select_related("product").filter(sku=sku.upper()).first()
+    store = variant = None
+    # A code with a NUL character names nothing (PostgreSQL text cannot hold one): not looked up.
+    if "\x00" not in store_code and "\x00" not in sku:
+        store = Location.objects.filter(code=store_code, kind=LocationKind.STORE).first()
+        variant = Variant.objects.select_related("product").filter(sku=sku.upper()).first()
     if store is None or variant is None:
         return _not_valid(
             request,

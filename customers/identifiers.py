@@ -2,8 +2,8 @@
 
 Emails are case-folded, phone numbers written in E.164 (``phonenumbers``; numbers without a
 country code are read in ``OMNI_PHONE_REGION``), loyalty cards lose spaces and dashes, social
-handles become ``network:handle``. A value that cannot be normalised raises ``ValueError`` with
-a message for people.
+handles become ``network:handle``. A value that cannot be normalised (or that holds a NUL
+character, which PostgreSQL text cannot store) raises ``ValueError`` with a message for people.
 """
 
 import re
@@ -85,6 +85,8 @@ def normalize(kind: str, value, *, network: str | None = None) -> str:
     value = str(value).strip()
     if not value:
         raise ValueError("The value is empty.")
+    if "\x00" in value:  # PostgreSQL text cannot hold it (opaque kinds would keep it)
+        raise ValueError("The value contains a NUL character.")
     if kind == IdentityKind.EMAIL:
         result = _email(value)
     elif kind == IdentityKind.PHONE:

@@ -4,12 +4,19 @@ An API client bound to a sales channel (``ApiClient.channel``: the web shop's cl
 speaks for that channel only, as in the orders API: it subscribes customers on its own channel
 (another is refused with 403), and lists and cancels its channel's subscriptions only (others
 are not listed and not found). Staff and unbound clients see every channel.
+
+The audience export hands out the hashed emails and phones of any segment
+(``MayExportAudiences``): staff who may view customers, or a read-and-write client bound to no
+channel.
 """
 
 from rest_framework.exceptions import PermissionDenied
 
-from omni.api.permissions import request_client
+from customers.models import Customer
+from omni.api.permissions import IsStaffOrApiClient, request_client
 from omni.models import Channel
+
+VIEW_CUSTOMER = f"{Customer._meta.app_label}.view_{Customer._meta.model_name}"
 
 
 def caller_channel_id(request) -> int | None:
@@ -36,3 +43,34 @@ def require_own_channel(request, code: str) -> None:
         raise PermissionDenied(
             f"This API client speaks for channel {own}; it may not use channel {code}."
         )
+
+
+class MayExportAudiences(IsStaffOrApiClient):
+    """The audience export: personal data (hashed) of customers of every channel, whatever the
+    method. Staff need the permission to view customers (as the admin's export); an API client
+    needs write access (as the customers API's export of personal data) and no channel (a
+    channel's client speaks for that channel only; an audience spans them all)."""
+
+    def has_permission(self, request, view) -> bool:
+        if not super().has_permission(request, view):
+            return False
+        client = request_client(request)
+        if client is None:
+            if not request.user.has_perm(VIEW_CUSTOMER):
+                self.message = "Exporting an audience takes the permission to view customers."
+                return False
+            return True
+        if not client.can_write:
+            self.message = (
+                "Exporting an audience hands out personal data: it needs a read-and-write "
+                "API client."
+            )
+            return False
+        if client.channel_id is not None:
+            own = Channel.objects.filter(pk=client.channel_id).values_list("code", flat=True)
+            self.message = (
+                f"This API client speaks for channel {own.first()}; an audience spans every "
+                "channel: export it with a client bound to no channel."
+            )
+            return False
+        return True

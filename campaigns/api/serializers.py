@@ -46,7 +46,9 @@ class RawDateTimeField(serializers.CharField):
 
 class ObjectListField(serializers.ListField):
     """A list checked as an envelope only (a list, its size); identity resolution checks each
-    item and reports them by index. The child serializer documents them."""
+    item and reports them by index, as in the customers API: a value it cannot normalise, or
+    one holding a NUL character (``customers.identifiers.normalize``), is a 400 with
+    ``{"identifiers": {"<index>": [...]}}``. The child serializer documents the items."""
 
     def to_internal_value(self, data):
         if not isinstance(data, list):

@@ -3,9 +3,9 @@ audience export (hashed identifiers as CSV), campaigns with their steps, a custo
 and enrolments, and the gateway's delivery receipts. Views parse input, call one service or
 selector, and render the result; every rule and every error comes from the services.
 
-An API client bound to a channel subscribes on its own channel only
-(``campaigns.api.permissions``). Receipts are authenticated by the gateway's signature, not by
-a token (``campaigns.api.authentication``).
+An API client bound to a channel subscribes on its own channel only, and may not export an
+audience (``campaigns.api.permissions``). Receipts are authenticated by the gateway's
+signature, not by a token (``campaigns.api.authentication``).
 """
 
 from django.http import StreamingHttpResponse
@@ -28,7 +28,12 @@ from campaigns.api.filters import (
     MessageFilter,
     SubscriptionFilter,
 )
-from campaigns.api.permissions import caller_channel_id, require_own_channel, scoped
+from campaigns.api.permissions import (
+    MayExportAudiences,
+    caller_channel_id,
+    require_own_channel,
+    scoped,
+)
 from campaigns.api.serializers import (
     CampaignOutputSerializer,
     EnrolmentOutputSerializer,
@@ -207,7 +212,15 @@ class SubscriptionViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericVie
 
 
 class AudienceExportView(APIView):
-    """Hashed identifiers of a segment or of the abandoned-cart audience, for ad platforms."""
+    """Hashed identifiers of a segment or of the abandoned-cart audience, for ad platforms.
+
+    Who may call (``MayExportAudiences``): the hashes are personal data of customers of every
+    channel, so staff need the permission to view customers (``customers.view_customer``, as
+    the admin's export), and an API client needs read-and-write access and no channel (a
+    read-only client, or one bound to a channel, is refused with 403).
+    """
+
+    permission_classes = [MayExportAudiences]
 
     @extend_schema(
         operation_id="campaigns_audiences_export",
@@ -217,7 +230,8 @@ class AudienceExportView(APIView):
         "(E.164 with its `+`), either cell empty when she has none, as Google Ads Customer "
         "Match takes them. Only customers who were not erased and opted in on an ads-audience "
         "channel. Give `segment` or `abandoned_carts=1` (customers with an open cart holding "
-        "lines, idle at least `min_idle_minutes`), not both. Streamed.",
+        "lines, idle at least `min_idle_minutes`), not both. Streamed. Only for staff who may "
+        "view customers and for read-and-write API clients bound to no channel.",
         parameters=[
             OpenApiParameter("segment", int, description="A segment id."),
             OpenApiParameter(
@@ -231,7 +245,12 @@ class AudienceExportView(APIView):
         ],
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The audience."),
-            **{code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 403, 404)},
+            **{code: OpenApiResponse(ErrorSerializer) for code in (400, 401, 404)},
+            403: OpenApiResponse(
+                ErrorSerializer,
+                description="`permission_denied`: staff without the permission to view "
+                "customers, a read-only API client, or a client bound to a channel.",
+            ),
         },
     )
     def get(self, request):

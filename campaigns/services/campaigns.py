@@ -1,16 +1,25 @@
 """Campaign status changes and the checks a campaign must pass to run.
 
 ``campaign_activate`` refuses a campaign that could not send: no steps, a broadcast without
-its segment or its time, a step on a channel that is unknown, inactive or not one a campaign
-sends on, a step whose template has no rendition for the step's first channel or has problems
-(``campaigns.rendering.template_problems``: syntax errors, unknown variables). The admin runs
-the same checks when an active campaign is saved, so a running campaign stays runnable.
+its segment or its time, a transactional campaign with a holdout (it would never tell the
+customers held out that their pickup is ready), a step on a channel that is unknown, inactive
+or not one a campaign sends on, a step whose template has no rendition for the step's first
+channel or has problems (``campaigns.rendering.template_problems``: syntax errors, unknown
+variables). The admin runs the same checks when an active campaign is saved, so a running
+campaign stays runnable; its form refuses a holdout on a transactional campaign on its field.
 """
 
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns.models import SENDABLE_KINDS, Campaign, CampaignStatus, Template, Trigger
+from campaigns.models import (
+    SENDABLE_KINDS,
+    Campaign,
+    CampaignStatus,
+    Purpose,
+    Template,
+    Trigger,
+)
 from omni.exceptions import Conflict, ValidationFailed
 from omni.models import Channel
 
@@ -78,6 +87,18 @@ def step_template_problems(template: Template, first_channel: Channel | None) ->
     return problems
 
 
+def holdout_problem(*, purpose: str | None, holdout_percent: int | None) -> str | None:
+    """Why a campaign of ``purpose`` may not hold out ``holdout_percent`` of its customers, or
+    None: a transactional message (a pickup notice, a receipt) is owed to every customer, so
+    none is kept out to measure lift."""
+    if purpose == Purpose.TRANSACTIONAL and holdout_percent:
+        return (
+            "A transactional campaign tells every customer (a pickup notice, a receipt): its "
+            "holdout must be 0 %."
+        )
+    return None
+
+
 def campaign_problems(
     campaign: Campaign, *, activating: bool = False, now=None
 ) -> dict[str, list[str]]:
@@ -94,6 +115,9 @@ def campaign_problems(
             problems["segment"] = ["A broadcast needs a segment."]
         if campaign.broadcast_at is None:
             problems["broadcast_at"] = ["A broadcast needs the time it is sent."]
+    holdout = holdout_problem(purpose=campaign.purpose, holdout_percent=campaign.holdout_percent)
+    if holdout:
+        problems["holdout_percent"] = [holdout]
     if activating and campaign.ends_at is not None and campaign.ends_at <= now:
         problems["ends_at"] = [
             f"The campaign ended on {timezone.localtime(campaign.ends_at):%Y-%m-%d %H:%M}."

@@ -13,6 +13,24 @@ Each figure is counted on the day its event happened: messages on the day they w
 delivered or clicked, orders and attributed revenue on the day they were placed, conversions
 on the day of the converting order, enrolments on the day of enrolment.
 
+Every read is a range of an index, never a scan of a whole table (messages and enrolments run
+to millions of rows): touchpoints by ``occurred_at``, orders by ``(channel, placed_at)`` and
+attributions by ``(campaign, placed_at)`` (every channel, every campaign: they are few),
+enrolments by ``(campaign, enrolled_at)``. A conversion follows its enrolment by at most the
+campaign's attribution window (``enrolment_conversions_mark``), so conversions are read from
+the enrolments of the range widened by that window. Messages are read by ``created_at``: a
+message's times all follow its creation, each within a bound (``message_event_bounds``):
+
+- sent: within its retries (``OMNI_SEND_MAX_ATTEMPTS`` attempts, 1, 4, 16 ... minutes apart:
+  85 minutes with the default 5) plus a day for a queue held up by a stopped worker;
+- delivered: within the send bound plus 7 days for a late delivery report;
+- clicked (the first click): within 30 days of creation. A message first clicked later than
+  that is not counted in the daily figures (its click still counts on the message and its
+  attribution, which reads each order's own customer);
+
+so each message figure of the range is read from the messages created from the start of the
+range less its bound to the end of the range.
+
 ``AudienceSnapshot`` records, at most once per hour (a re-run in the same hour replaces it),
 how many customers there are, how many used two or more *sales* channels (from
 ``customers.CustomerChannelStat``; messaging channels are left out, an opt-in by email is not
@@ -26,6 +44,7 @@ from collections import defaultdict
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
@@ -42,6 +61,7 @@ from campaigns.models import (
     MessageStatus,
     SuppressionReason,
 )
+from campaigns.services.sending import _backoff
 from customers.models import Customer, CustomerChannelStat, Touchpoint
 from omni.models import SALES_KINDS, Channel
 from orders.models import Order, OrderStatus
@@ -74,19 +94,94 @@ CAMPAIGN_FIGURES = (
 )
 MONEY = ("revenue", "attributed_revenue")
 
+# How long after its creation a message is still counted as sent (besides its retries),
+# delivered (besides the send) and first clicked: see the module's docstring.
+SEND_SLACK = timedelta(days=1)
+DELIVERY_REPORTS_WITHIN = timedelta(days=7)
+CLICKS_WITHIN = timedelta(days=30)
+MESSAGE_EVENTS = (
+    ("sent_at", "messages_sent", "sent"),
+    ("delivered_at", "messages_delivered", "delivered"),
+    ("clicked_at", "clicks", "clicked"),
+)
 
-def _grouped(queryset, time_field: str, keys: tuple[str, ...], start, end, tz, **figures):
+
+def _grouped_query(queryset, time_field: str, keys: tuple[str, ...], start, end, tz, **figures):
     """Rows of ``queryset`` whose ``time_field`` falls in ``[start, end)``, grouped by the day
-    in ``tz`` and by ``keys``, with ``figures``: one query. Yields ``(day, *keys, values)``."""
-    rows = (
+    in ``tz`` and by ``keys``, with ``figures``: one query."""
+    return (
         queryset.filter(**{f"{time_field}__gte": start, f"{time_field}__lt": end})
         .annotate(day=TruncDate(time_field, tzinfo=tz))
         .order_by()
         .values("day", *keys)
         .annotate(**figures)
     )
-    for row in rows:
+
+
+def _grouped(queryset, time_field: str, keys: tuple[str, ...], start, end, tz, **figures):
+    """``_grouped_query`` as ``(day, *keys, values)``."""
+    for row in _grouped_query(queryset, time_field, keys, start, end, tz, **figures):
         yield (row["day"], *(row[k] for k in keys), {name: row[name] for name in figures})
+
+
+def message_event_bounds() -> dict[str, timedelta]:
+    """How long after its creation a message is still sent, delivered or first clicked, by
+    time column (see the module's docstring)."""
+    attempts = settings.OMNI_SEND_MAX_ATTEMPTS
+    send = sum((_backoff(n) for n in range(1, attempts)), timedelta()) + SEND_SLACK
+    return {
+        "sent_at": send,
+        "delivered_at": send + DELIVERY_REPORTS_WITHIN,
+        "clicked_at": CLICKS_WITHIN,
+    }
+
+
+def message_figures_query(time_field: str, start, end, tz):
+    """Messages sent, delivered or first clicked (``time_field``) in ``[start, end)``, per day,
+    campaign and channel (``n``): one query over the ``created_at`` index."""
+    created_from = start - message_event_bounds()[time_field]
+    return _grouped_query(
+        Message.objects.filter(created_at__gte=created_from, created_at__lt=end),
+        time_field,
+        ("campaign_id", "channel_id"),
+        start,
+        end,
+        tz,
+        n=Count("pk"),
+    )
+
+
+def enrolment_figures_queries(start, end, tz) -> tuple:
+    """``(enrolled, converted)``: enrolments per day of enrolment and per day of conversion
+    in ``[start, end)``, per campaign; both over the ``(campaign, enrolled_at)`` index."""
+    windows: dict[int, list[int]] = defaultdict(list)
+    for campaign_id, hours in Campaign.objects.values_list("pk", "attribution_window_hours"):
+        windows[hours].append(campaign_id)
+    enrolled = _grouped_query(
+        Enrolment.objects.filter(campaign_id__in=[c for ids in windows.values() for c in ids]),
+        "enrolled_at",
+        ("campaign_id",),
+        start,
+        end,
+        tz,
+        enrolled=Count("pk"),
+        held_out=Count("pk", filter=Q(holdout=True)),
+    )
+    # Converted in the range: enrolled before its end and at most the window before its start.
+    reach = Q(pk__in=[])  # no campaign: nothing (an empty branch of an OR is dropped)
+    for hours, campaign_ids in sorted(windows.items()):
+        reach |= Q(campaign_id__in=campaign_ids, enrolled_at__gte=start - timedelta(hours=hours))
+    converted = _grouped_query(
+        Enrolment.objects.filter(reach, enrolled_at__lt=end),
+        "converted_at",
+        ("campaign_id",),
+        start,
+        end,
+        tz,
+        converted=Count("pk", filter=Q(holdout=False)),
+        holdout_converted=Count("pk", filter=Q(holdout=True)),
+    )
+    return enrolled, converted
 
 
 def _add(stats: dict, key, values: dict, rename: dict | None = None) -> None:
@@ -109,7 +204,7 @@ def _range(days: int, now: datetime, tz):
 def stats_compute(*, start, end, tz) -> tuple[dict, dict]:
     """``({(day, channel_id): figures}, {(day, campaign_id): figures})`` over
     ``[start, end)``. Message and attribution figures are grouped by channel and campaign at
-    once (one scan each), then summed both ways."""
+    once (one index range each), then summed both ways."""
     channels: dict = defaultdict(dict)
     campaigns: dict = defaultdict(dict)
     sales = Channel.objects.filter(kind__in=SALES_KINDS).values("pk")
@@ -124,7 +219,10 @@ def stats_compute(*, start, end, tz) -> tuple[dict, dict]:
     ):
         _add(channels, (day, channel_id), values)
     for day, channel_id, values in _grouped(
-        Order.objects.exclude(status=OrderStatus.CANCELLED),
+        # Every channel: the (channel, placed_at) index serves the range.
+        Order.objects.filter(
+            channel_id__in=list(Channel.objects.values_list("pk", flat=True))
+        ).exclude(status=OrderStatus.CANCELLED),
         "placed_at",
         ("channel_id",),
         start,
@@ -135,25 +233,17 @@ def stats_compute(*, start, end, tz) -> tuple[dict, dict]:
         buyers=Count("customer_id", distinct=True),
     ):
         _add(channels, (day, channel_id), values)
-    for time_field, channel_name, campaign_name in (
-        ("sent_at", "messages_sent", "sent"),
-        ("delivered_at", "messages_delivered", "delivered"),
-        ("clicked_at", "clicks", "clicked"),
-    ):
-        for day, campaign_id, channel_id, values in _grouped(
-            Message.objects.all(),
-            time_field,
-            ("campaign_id", "channel_id"),
-            start,
-            end,
-            tz,
-            n=Count("pk"),
-        ):
-            _add(campaigns, (day, campaign_id), values, {"n": campaign_name})
+    for time_field, channel_name, campaign_name in MESSAGE_EVENTS:
+        for row in message_figures_query(time_field, start, end, tz):
+            day, channel_id, values = row["day"], row["channel_id"], {"n": row["n"]}
+            _add(campaigns, (day, row["campaign_id"]), values, {"n": campaign_name})
             if channel_id is not None:
                 _add(channels, (day, channel_id), values, {"n": channel_name})
     for day, campaign_id, channel_id, values in _grouped(
-        Attribution.objects.all(),
+        # Every campaign: the (campaign, placed_at) index serves the range.
+        Attribution.objects.filter(
+            campaign_id__in=list(Campaign.objects.values_list("pk", flat=True))
+        ),
         "placed_at",
         ("campaign_id", "channel_id"),
         start,
@@ -169,28 +259,10 @@ def stats_compute(*, start, end, tz) -> tuple[dict, dict]:
             values,
             {"n": "attributed_orders", "amount": "attributed_revenue"},
         )
-    for day, campaign_id, values in _grouped(
-        Enrolment.objects.all(),
-        "enrolled_at",
-        ("campaign_id",),
-        start,
-        end,
-        tz,
-        enrolled=Count("pk"),
-        held_out=Count("pk", filter=Q(holdout=True)),
-    ):
-        _add(campaigns, (day, campaign_id), values)
-    for day, campaign_id, values in _grouped(
-        Enrolment.objects.all(),
-        "converted_at",
-        ("campaign_id",),
-        start,
-        end,
-        tz,
-        converted=Count("pk", filter=Q(holdout=False)),
-        holdout_converted=Count("pk", filter=Q(holdout=True)),
-    ):
-        _add(campaigns, (day, campaign_id), values)
+    for query in enrolment_figures_queries(start, end, tz):
+        for row in query:
+            values = {k: v for k, v in row.items() if k not in ("day", "campaign_id")}
+            _add(campaigns, (row["day"], row["campaign_id"]), values)
     # Held-out customers are counted by ``held_out``, not as suppressed messages.
     for day, campaign_id, values in _grouped(
         Message.objects.filter(status=MessageStatus.SUPPRESSED).exclude(

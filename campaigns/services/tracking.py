@@ -1,11 +1,15 @@
 """Tracking: clicks on the tracked links of messages, unsubscribes from a channel, and scans of
 the QR codes on in-store signs.
 
-A click counts on its message (``clicks``, and ``clicked_at`` for the first one, which
-attribution reads) and goes on the customer's timeline as a ``link_clicked`` touchpoint; every
-click is its own touchpoint (event id ``click:<message>:<n>``), so a customer who comes back
-through the same link twice shows twice. A click never holds the redirect for long: it is one
-short transaction that gives up waiting for a lock after two seconds.
+A click counts on its message (``clicks``; ``clicked_at``, the first click, and
+``last_clicked_at``, the latest, which attribution follows) and goes on the customer's timeline
+as a ``link_clicked`` touchpoint; every click is its own touchpoint (event id
+``click:<message>:<n>``, ``properties.message`` naming the message), so a customer who comes
+back through the same link twice shows twice. Both times only move outwards (``LEAST`` and
+``GREATEST`` in the one ``UPDATE``): a click recorded late with an earlier time never moves
+``last_clicked_at`` back, and becomes ``clicked_at`` when it was the first. A click never holds
+the redirect for long: it is one short transaction that gives up waiting for a lock after two
+seconds.
 
 An unsubscribe is recorded as the customer's consent (``opted_out`` from "unsubscribe link");
 repeating it records nothing more. A merged customer's link unsubscribes her survivor.
@@ -23,7 +27,7 @@ import segno
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest, Least
 from django.urls import reverse
 from django.utils import timezone
 
@@ -44,17 +48,24 @@ CLICK_LOCK_TIMEOUT = "2s"
 
 
 def message_click_record(*, message_id: int, url: str, at: datetime | None = None) -> bool:
-    """Count a click on a link of message ``message_id``; False when there is no such message
-    (a preview's link, a deleted message). One transaction; raises ``OperationalError`` when a
-    lock could not be had within ``CLICK_LOCK_TIMEOUT`` (the caller redirects anyway)."""
+    """Count a click on a link of message ``message_id`` (``clicks``, the earliest click in
+    ``clicked_at``, the latest in ``last_clicked_at``) and put it on the customer's timeline;
+    False when there is no such message (a preview's link, a deleted message). One
+    transaction; raises ``OperationalError`` when a lock could not be had within
+    ``CLICK_LOCK_TIMEOUT`` (the caller redirects anyway)."""
     at = at or timezone.now()
     outer = connection.in_atomic_block
     with transaction.atomic():
         if not outer and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL lock_timeout = '{CLICK_LOCK_TIMEOUT}'")
+        # Coalesced before the comparison: SQLite's MIN and MAX are NULL when any argument is.
         updated = Message.objects.filter(pk=message_id).update(
-            clicks=F("clicks") + 1, clicked_at=Coalesce(F("clicked_at"), Value(at))
+            clicks=F("clicks") + 1,
+            clicked_at=Least(Coalesce(F("clicked_at"), Value(at)), Value(at)),
+            last_clicked_at=Greatest(
+                Coalesce(F("last_clicked_at"), F("clicked_at"), Value(at)), Value(at)
+            ),
         )
         if not updated:
             return False

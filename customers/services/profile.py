@@ -57,6 +57,9 @@ def _clean(data: dict) -> tuple[dict, dict]:
         if not isinstance(value, str):
             errors[name] = ["Must be text."]
             continue
+        if "\x00" in value:  # PostgreSQL cannot store it: say so instead of failing
+            errors[name] = ["Contains a NUL character."]
+            continue
         field = Customer._meta.get_field(name)
         value = value.strip()
         try:

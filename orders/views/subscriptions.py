@@ -3,12 +3,13 @@ be told when it is back.
 
 From the stock lookup, staff open ``/store/<code>/back-in-stock/?sku=<sku>``, type the
 customer's email or phone and choose the online sales channel (the web shop by default, among
-the channels that list the item). The customer is found, or created, by identity resolution,
-and subscribed through ``campaigns.services.subscriptions.subscription_create``: the same rules
-and errors as the API. The confirmation (``?subscription=<id>``) says on which messaging
-channels she will be told; subscribing implies no consent, so when she has opted in on none it
-offers to record her opt-in, through the same consent recording as the customer page
-(``store:customer_consent``).
+the channels that list the item); a SKU that names no item (unknown, or holding a NUL
+character) is a 404 page, on the page and on its form. The customer is found, or created, by
+identity resolution, and subscribed through
+``campaigns.services.subscriptions.subscription_create``: the same rules and errors as the
+API. The confirmation (``?subscription=<id>``) says on which messaging channels she will be
+told; subscribing implies no consent, so when she has opted in on none it offers to record her
+opt-in, through the same consent recording as the customer page (``store:customer_consent``).
 """
 
 from django import forms
@@ -96,6 +97,14 @@ def _initial_channel(channels) -> str | None:
     return codes[0] if codes else None
 
 
+def _variant(code: str):
+    """The item a SKU or barcode from the address or the form names, or None. Text with a NUL
+    character names none (PostgreSQL text cannot hold one), so it is not looked up."""
+    if not code or "\x00" in code:
+        return None
+    return variant_by_code(code)
+
+
 def _not_found(request, message: str):
     return render(request, "store/not_found.html", {"message": message}, status=404)
 
@@ -112,7 +121,7 @@ def back_in_stock(request, location):
         return _subscribe(request, location)
     if "subscription" in request.GET:
         return _confirmation(request, location, request.GET["subscription"])
-    variant = variant_by_code(request.GET.get("sku", "")) if request.GET.get("sku") else None
+    variant = _variant(request.GET.get("sku", ""))
     if variant is None:
         return _not_found(request, f"No item with SKU {request.GET.get('sku', '')!r}.")
     channels = list(_channels(variant))
@@ -128,7 +137,7 @@ def back_in_stock(request, location):
 
 
 def _subscribe(request, location):
-    variant = variant_by_code(request.POST.get("sku", "")) if request.POST.get("sku") else None
+    variant = _variant(request.POST.get("sku", ""))
     if variant is None:
         return _not_found(request, f"No item with SKU {request.POST.get('sku', '')!r}.")
     channels = list(_channels(variant))

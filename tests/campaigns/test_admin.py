@@ -25,6 +25,7 @@ from campaigns.models import (
     Message,
     MessageStatus,
     MessagingRule,
+    Purpose,
     SignageScan,
     Template,
     Trigger,
@@ -385,6 +386,60 @@ def test_saving_an_active_campaign_that_could_not_run_changes_nothing(
     assert CampaignStep.objects.filter(pk=step.pk).exists()
 
 
+HOLDOUT_TRANSACTIONAL = (
+    "A transactional campaign tells every customer (a pickup notice, a receipt): its holdout "
+    "must be 0 %."
+)
+
+
+def test_campaign_form_refuses_a_holdout_on_a_transactional_campaign(
+    admin_client, template, rules, channels
+):
+    data = campaign_data(
+        template, name="Pickup ready", trigger="pickup_ready", purpose="transactional"
+    )
+    assert data["holdout_percent"] == "10"
+
+    response = admin_client.post(url("campaign", "add"), data)
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {"holdout_percent": [HOLDOUT_TRANSACTIONAL]}
+    assert not Campaign.objects.exists()
+
+    response = admin_client.post(url("campaign", "add"), {**data, "holdout_percent": "0"})
+
+    assert response.status_code == 302
+    campaign = Campaign.objects.get(name="Pickup ready")
+    assert (campaign.purpose, campaign.holdout_percent) == ("transactional", 0)
+    # A marketing campaign keeps its holdout.
+    response = admin_client.post(
+        url("campaign", "add"), {**data, "name": "Pickup nudge", "purpose": "marketing"}
+    )
+    assert response.status_code == 302
+    assert Campaign.objects.get(purpose="marketing").holdout_percent == 10
+
+
+def test_activation_refuses_a_holdout_on_a_transactional_campaign(make_campaign, db):
+    campaign = make_campaign(
+        name="Pickup",
+        status=CampaignStatus.DRAFT,
+        trigger=Trigger.PICKUP_READY,
+        purpose=Purpose.TRANSACTIONAL,
+        holdout_percent=10,
+    )
+
+    with pytest.raises(ValidationFailed) as refused:
+        campaign_activate(campaign=campaign)
+
+    assert refused.value.code == "campaign_not_ready"
+    assert refused.value.extra == {"holdout_percent": [HOLDOUT_TRANSACTIONAL]}
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.DRAFT
+
+    Campaign.objects.filter(pk=campaign.pk).update(holdout_percent=0)
+    assert campaign_activate(campaign=campaign).status == CampaignStatus.ACTIVE
+
+
 def test_campaign_list_shows_enrolled_counts_in_fixed_queries(
     admin_client, make_campaign, make_customer
 ):
@@ -578,6 +633,23 @@ def test_enrolment_list_search_and_filters(admin_client, outbox):
     assert len(response.context["cl"].result_list) == 2
     assert admin_client.get(url("enrolment", "change", outbox.ann_in.pk)).status_code == 200
     assert admin_client.get(url("enrolment", "add")).status_code == 403
+
+
+@pytest.mark.parametrize("model", ["enrolment", "message", "backinstocksubscription"])
+def test_searching_non_ascii_digits_or_a_huge_number_finds_nothing(admin_client, outbox, model):
+    # "²".isdigit() and "٣".isdigit() are True, but int() refuses them; 19 digits overflow
+    # a bigint: none is an id, so none is searched as one.
+    BackInStockSubscription.objects.create(
+        customer=outbox.ann,
+        variant=VariantFactory(),
+        channel=outbox.channels.web,
+        source="web",
+        created_at=timezone.now(),
+    )
+    for term in ("²", "٣", "#²", "#٣", "1" * 19, f"#{'9' * 19}"):
+        response = admin_client.get(url(model), {"q": term})
+        assert response.status_code == 200, term
+        assert list(response.context["cl"].result_list) == [], term
 
 
 def test_enrolment_list_queries_are_fixed(admin_client, outbox, make_customer):

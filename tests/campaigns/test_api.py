@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
@@ -216,6 +217,26 @@ def test_who_may_not_subscribe(api, reader, make_customer, item):
             {"sku": "LINEN-M", "channel": "web", "identifiers": [{"kind": "email", "value": "x"}]},
             {"identifiers": {"0": ["'x' is not an email address."]}},
         ),
+        # PostgreSQL text cannot hold NUL: refused as input, never sent to the database.
+        (
+            {
+                "sku": "LINEN-M",
+                "channel": "web",
+                "identifiers": [
+                    {"kind": "email", "value": "ana@example.com"},
+                    {"kind": "pos_customer_id", "value": "P\u0000"},
+                ],
+            },
+            {"identifiers": {"1": ["The value contains a NUL character."]}},
+        ),
+        (
+            {"customer": "CUSTOMER", "sku": "LINEN-M\u0000", "channel": "web"},
+            {"sku": ["Null characters are not allowed."]},
+        ),
+        (
+            {"customer": "CUSTOMER", "sku": "LINEN-M", "channel": "web\u0000"},
+            {"channel": ["Null characters are not allowed."]},
+        ),
     ],
 )
 def test_invalid_input_is_400_with_field_errors(writer, make_customer, item, payload, details):
@@ -407,8 +428,8 @@ def audience(channels, make_customer):
     return Segment.objects.create(name="Everyone")
 
 
-def test_export_a_segment(reader, audience):
-    response = reader.get(EXPORT, {"segment": audience.pk})
+def test_export_a_segment(writer, audience):
+    response = writer.get(EXPORT, {"segment": audience.pk})
 
     assert response.status_code == 200
     assert response["Content-Type"] == "text/csv; charset=utf-8"
@@ -421,8 +442,8 @@ def test_export_a_segment(reader, audience):
     )
 
 
-def test_export_the_abandoned_cart_audience(reader, audience):
-    response = reader.get(EXPORT, {"abandoned_carts": "1", "min_idle_minutes": "30"})
+def test_export_the_abandoned_cart_audience(writer, audience):
+    response = writer.get(EXPORT, {"abandoned_carts": "1", "min_idle_minutes": "30"})
 
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="audience-abandoned-carts.csv"'
@@ -452,21 +473,66 @@ def test_export_the_abandoned_cart_audience(reader, audience):
         ),
     ],
 )
-def test_export_refuses_a_bad_request_with_400(reader, audience, params, code, details):
+def test_export_refuses_a_bad_request_with_400(writer, audience, params, code, details):
     params = {k: (audience.pk if v == "SEGMENT" else v) for k, v in params.items()}
 
-    body = assert_error(reader.get(EXPORT, params), 400, code)
+    body = assert_error(writer.get(EXPORT, params), 400, code)
 
     if details is not None:
         assert body["details"] == details
 
 
-def test_export_of_an_unknown_segment_is_404(reader, audience):
-    assert_error(reader.get(EXPORT, {"segment": 999_999}), 404, "not_found")
+def test_export_of_an_unknown_segment_is_404(writer, audience):
+    assert_error(writer.get(EXPORT, {"segment": 999_999}), 404, "not_found")
 
 
 def test_export_needs_a_caller(api, audience):
     assert_error(api.get(EXPORT, {"segment": audience.pk}), 401, "not_authenticated")
+
+
+def staff_session(django_user_model, *codenames) -> APIClient:
+    user = django_user_model.objects.create_user(
+        username=f"staff-{'-'.join(codenames) or 'none'}", password="pw", is_staff=True
+    )
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    api = APIClient()
+    api.force_login(user)
+    return api
+
+
+def test_who_may_export_an_audience(
+    django_user_model, staff_api, writer, reader, web_client, audience
+):
+    """Hashed emails and phones of any segment: staff who may view customers (as the admin's
+    export), or a read-and-write API client bound to no channel."""
+    params = {"segment": audience.pk}
+    for allowed in (writer, staff_api, staff_session(django_user_model, "view_customer")):
+        response = allowed.get(EXPORT, params)
+        assert response.status_code == 200
+        assert b"".join(response.streaming_content).decode() == (
+            f"email_sha256,phone_sha256\n{ANA_HASH},\n"
+        )
+
+    refused = [
+        (
+            reader,
+            "Exporting an audience hands out personal data: it needs a read-and-write API client.",
+        ),
+        (
+            web_client,
+            "This API client speaks for channel web; an audience spans every channel: export "
+            "it with a client bound to no channel.",
+        ),
+        (
+            staff_session(django_user_model, "view_campaign"),
+            "Exporting an audience takes the permission to view customers.",
+        ),
+    ]
+    for caller, message in refused:
+        body = assert_error(caller.get(EXPORT, params), 403, "permission_denied")
+        assert body["message"] == message
+    # Refused before the parameters are read: a bad request is still a 403.
+    assert_error(reader.get(EXPORT, {"segment": "x"}), 403, "permission_denied")
 
 
 # --- Campaigns, messages, enrolments ----------------------------------------------------------
@@ -773,8 +839,9 @@ def test_campaign_responses_match_the_schema(schema, writer, reader, api, histor
         ("get", f"{MESSAGES}?customer={ana.pk}", reader, None, 200),
         ("get", MESSAGES, reader, None, 400),
         ("get", f"{ENROLMENTS}?customer={ana.pk}", reader, None, 200),
-        ("get", EXPORT, reader, None, 400),
-        ("get", f"{EXPORT}?segment=999999", reader, None, 404),
+        ("get", EXPORT, writer, None, 400),
+        ("get", f"{EXPORT}?segment=999999", writer, None, 404),
+        ("get", f"{EXPORT}?segment=999999", reader, None, 403),
     ]
     for method, path, client, payload, status in cases:
         response = getattr(client, method)(path, payload)

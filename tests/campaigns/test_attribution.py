@@ -18,6 +18,8 @@ from campaigns.models import (
     MessageStatus,
 )
 from campaigns.services.attribution import attributions_compute, enrolment_conversions_mark
+from campaigns.services.tracking import message_click_record
+from customers.models import Touchpoint
 from orders.models import Order, OrderStatus
 
 pytestmark = pytest.mark.django_db
@@ -357,6 +359,115 @@ def test_suppressed_messages_are_never_credited(setup):
     make_order(setup.customer, setup.channels.web, NOW - timedelta(hours=2))
 
     assert attributions_compute(now=NOW) == 0
+
+
+# --- The latest click before the order -------------------------------------------------------
+
+
+def click(message, at):
+    assert message_click_record(message_id=message.pk, url="https://shop.example.com/", at=at)
+
+
+def test_the_latest_click_inside_the_window_is_followed_not_the_first(setup):
+    message = send(setup.enrolment, setup.channels.email, NOW - timedelta(days=5))
+    click(message, NOW - timedelta(days=4))  # outside the 48 hours before the order
+    latest = NOW - timedelta(hours=3)
+    click(message, latest)
+    order = make_order(setup.customer, setup.channels.web, NOW - timedelta(hours=1), "25.00")
+
+    assert attributions_compute(now=NOW) == 1
+    attribution = Attribution.objects.get()
+    assert (
+        attribution.order_id,
+        attribution.message_id,
+        attribution.basis,
+        attribution.touched_at,
+        attribution.revenue,
+    ) == (order.pk, message.pk, AttributeOn.CLICK, latest, Decimal("25.00"))
+    assert attributions_compute(now=NOW) == 0
+    assert attributions_compute(now=NOW + timedelta(hours=1)) == 0
+    assert Attribution.objects.count() == 1
+
+
+def test_a_click_after_the_order_does_not_count(setup, make_campaign):
+    placed = NOW - timedelta(hours=1)
+    # Clicked 4 days and 40 hours before the order, and again after it: the order follows the
+    # last click before it (inside the 48 hours), read from the timeline.
+    message = send(setup.enrolment, setup.channels.email, NOW - timedelta(days=5))
+    click(message, placed - timedelta(days=4))
+    before = placed - timedelta(hours=40)
+    click(message, before)
+    click(message, placed + timedelta(minutes=30))
+    # Clicks that are not the message's own tracked clicks are not read.
+    for source, message_id, hours in (("test", message.pk, 5), ("omni:campaigns", 999_999, 4)):
+        Touchpoint.objects.create(
+            customer=setup.customer,
+            channel=setup.channels.email,
+            kind="link_clicked",
+            occurred_at=placed - timedelta(hours=hours),
+            source=source,
+            event_id=f"other-{hours}",
+            received_at=NOW,
+            properties={"message": message_id},
+        )
+    # Another campaign's message clicked only after the order is never a candidate.
+    other = make_campaign(attribution_window_hours=48)
+    late = send(enrol(other, setup.customer, NOW - timedelta(days=1)), setup.channels.email, NOW)
+    click(late, placed + timedelta(minutes=10))
+    order = make_order(setup.customer, setup.channels.web, placed)
+
+    assert attributions_compute(now=NOW) == 1
+    attribution = Attribution.objects.get()
+    assert (attribution.order_id, attribution.message_id, attribution.touched_at) == (
+        order.pk,
+        message.pk,
+        before,
+    )
+    assert attributions_compute(now=NOW) == 0
+
+
+def test_a_click_after_the_order_does_not_outrank_an_earlier_click_elsewhere(setup, make_campaign):
+    placed = NOW - timedelta(hours=1)
+    first = send(setup.enrolment, setup.channels.email, NOW - timedelta(days=1))
+    click(first, placed - timedelta(hours=10))
+    click(first, placed + timedelta(minutes=30))
+    other = make_campaign(attribution_window_hours=48)
+    second = send(enrol(other, setup.customer, NOW - timedelta(days=1)), setup.channels.email, NOW)
+    click(second, placed - timedelta(hours=5))
+    make_order(setup.customer, setup.channels.web, placed)
+
+    assert attributions_compute(now=NOW) == 1
+    attribution = Attribution.objects.get()
+    assert (attribution.message_id, attribution.campaign_id, attribution.touched_at) == (
+        second.pk,
+        other.pk,
+        placed - timedelta(hours=5),
+    )
+
+
+def test_the_last_click_before_the_order_must_be_inside_the_window(setup):
+    placed = NOW - timedelta(hours=1)
+    message = send(setup.enrolment, setup.channels.email, NOW - timedelta(days=3))
+    click(message, placed - timedelta(hours=48, minutes=1))
+    click(message, placed + timedelta(minutes=5))
+    make_order(setup.customer, setup.channels.web, placed)
+
+    assert attributions_compute(now=NOW) == 0
+
+
+def test_without_the_timeline_the_first_click_stands_in(setup):
+    """An erased customer's timeline is gone: of the clicks, only the first is known to
+    precede the order."""
+    placed = NOW - timedelta(hours=1)
+    first_click = placed - timedelta(hours=10)
+    message = send(
+        setup.enrolment, setup.channels.email, NOW - timedelta(days=1), clicked_at=first_click
+    )
+    Message.objects.filter(pk=message.pk).update(last_clicked_at=placed + timedelta(minutes=1))
+    make_order(setup.customer, setup.channels.web, placed)
+
+    assert attributions_compute(now=NOW) == 1
+    assert Attribution.objects.get().touched_at == first_click
 
 
 # --- Conversions of enrolments (lift) ---------------------------------------------------------

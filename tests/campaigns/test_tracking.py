@@ -315,6 +315,20 @@ def test_unknown_store_or_item_is_a_404_page(client, shop):
     assert SignageScan.objects.count() == 0
 
 
+@pytest.mark.parametrize("path", ["/q/paris/%00", "/q/%00/SKU-A", "/q/paris/SKU-A%00"])
+def test_a_nul_character_in_a_sign_address_is_a_404_page(client, shop, path):
+    # PostgreSQL text cannot hold NUL: the address is refused before anything is looked up.
+    for method in (client.get, client.head):
+        response = method(path, secure=True)
+        assert response.status_code == 404, (path, method)
+        assert response["X-Robots-Tag"] == "noindex"
+    assert (
+        "This QR code does not lead to a product we know"
+        in client.get(path, secure=True).content.decode()
+    )
+    assert SignageScan.objects.count() == 0
+
+
 def test_messages_keep_their_counts_in_the_outbox(message):
     # The click columns start empty on a new message (the sender does not touch them).
     assert Message.objects.filter(pk=message.pk, clicks=0, clicked_at__isnull=True).exists()

@@ -702,6 +702,18 @@ def test_resolve_by_a_merged_customer_id_finds_the_survivor(writer, ana, bob):
             "validation_error",
             {"identifiers": {"0": ["'x' is not an email address."]}},
         ),
+        (
+            {"identifiers": [{"kind": "pos_customer_id", "value": "P\u0000"}]},
+            400,
+            "validation_error",
+            {"identifiers": {"0": ["The value contains a NUL character."]}},
+        ),
+        (
+            {"city": "Ly\u0000on", "identifiers": [{"kind": "email", "value": "a@example.com"}]},
+            400,
+            "validation_error",
+            {"city": ["Contains a NUL character."]},
+        ),
         ({"customer": 999999}, 404, "not_found", {"customer": ["Unknown customer 999999."]}),
     ],
 )

@@ -135,6 +135,16 @@ def test_unknown_kinds_empty_and_non_text_values_are_refused():
         assert str(error.value) == "The value must be text."
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_nul_character_is_refused_in_every_kind(kind):
+    # PostgreSQL text cannot hold NUL: refused here rather than by the database (a 500).
+    for value in ("P\x00", "\x00", "ana\x00@example.com", "instagram:@a\x00"):
+        with pytest.raises(ValueError) as error:
+            normalize(kind, value)
+        assert str(error.value) == "The value contains a NUL character.", (kind, value)
+    assert guess_identifiers("P\x00") == []
+
+
 def test_parse_identifiers_normalises_and_drops_repeats():
     found, errors = parse_identifiers(
         [

@@ -98,6 +98,20 @@ def test_an_unknown_item_is_404(client_a, stores, listed):
     assert "No item with SKU &#x27;NOPE&#x27;." in response.content.decode()
 
 
+def test_a_nul_character_in_the_sku_is_404_and_changes_nothing(client_a, stores, listed):
+    # PostgreSQL text cannot hold NUL: no item is looked up, on the page or on its form.
+    before = _state()
+
+    shown = client_a.get(page(stores["a"], "%00"))
+    posted = _subscribe(client_a, stores["a"], "ana@example.com", sku="\x00")
+    suffixed = _subscribe(client_a, stores["a"], "ana@example.com", sku="LINEN-M\x00")
+
+    for response, sku in ((shown, "\\x00"), (posted, "\\x00"), (suffixed, "LINEN-M\\x00")):
+        assert response.status_code == 404
+        assert f"No item with SKU &#x27;{sku}&#x27;." in response.content.decode()
+    assert _state() == before
+
+
 # --- Subscribe --------------------------------------------------------------------------------
 
 
@@ -186,6 +200,8 @@ def test_subscribing_again_says_she_was_already_waiting(client_a, stores, listed
         ("12", "web", "contact", "'12' is not a valid phone number."),
         ("ana@example.com", "app", "channel", "Choose a channel that sells this item."),
         ("ana@example.com", "store", "channel", "Choose a channel that sells this item."),
+        ("ana\x00@example.com", "web", "contact", "Null characters are not allowed."),
+        ("ana@example.com", "web\x00", "channel", "Null characters are not allowed."),
     ],
 )
 def test_bad_input_is_shown_and_changes_nothing(
