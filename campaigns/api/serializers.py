@@ -21,22 +21,10 @@ from campaigns.models import (
 )
 from campaigns.services.receipts import RECEIPT_STATUSES, UNDELIVERED
 from customers.identifiers import KINDS as IDENTITY_KINDS
+from omni.api.serializers import string_input, string_output
 
 MAX_IDENTIFIERS = 50
 MAX_ID = 2**63 - 1  # ids are bigints
-
-
-def _one_of(values) -> str:
-    return "One of: " + ", ".join(f"`{v}`" for v in values) + "."
-
-
-def string_output(values, help_text: str = "", **kwargs) -> serializers.CharField:
-    return serializers.CharField(help_text=f"{help_text} {_one_of(values)}".strip(), **kwargs)
-
-
-def string_input(values, help_text: str = "", **kwargs) -> serializers.CharField:
-    """A string whose values the service checks; documented with the list of them."""
-    return serializers.CharField(help_text=f"{help_text} {_one_of(values)}".strip(), **kwargs)
 
 
 @extend_schema_field(OpenApiTypes.DATETIME)

@@ -29,22 +29,10 @@ from customers.models import (
 from customers.segments import rule_description
 from customers.services import MAX_MERGE
 from customers.services.touchpoints import MAX_EVENTS
+from omni.api.serializers import one_of, string_input, string_output
 
 MAX_IDENTIFIERS = 50
 MAX_ID = 2**63 - 1  # ids are bigints
-
-
-def _one_of(values) -> str:
-    return "One of: " + ", ".join(f"`{v}`" for v in values) + "."
-
-
-def string_output(values, help_text: str = "", **kwargs) -> serializers.CharField:
-    return serializers.CharField(help_text=f"{help_text} {_one_of(values)}".strip(), **kwargs)
-
-
-def string_input(values, help_text: str = "", **kwargs) -> serializers.CharField:
-    """A string whose values the service checks; documented with the list of them."""
-    return serializers.CharField(help_text=f"{help_text} {_one_of(values)}".strip(), **kwargs)
 
 
 @extend_schema_field(OpenApiTypes.DATETIME)
@@ -125,8 +113,8 @@ class CustomerProfileInputSerializer(serializers.Serializer):
 
     first_name = _profile_field()
     last_name = _profile_field()
-    age_range = _profile_field(_one_of(AgeRange.values))
-    gender = _profile_field(_one_of(Gender.values))
+    age_range = _profile_field(one_of(AgeRange.values))
+    gender = _profile_field(one_of(Gender.values))
     city = _profile_field()
     occupation = _profile_field()
     language = _profile_field("For messages, e.g. `en`, `fr`, `pt-BR`.")

@@ -28,16 +28,13 @@ from inventory.models import (
 from inventory.selectors import MAX_BATCH_SKUS
 from inventory.services.common import MAX_QUANTITY
 from inventory.services.stock import BATCH_KINDS, MAX_BATCH
+from omni.api.serializers import one_of, string_output
 
 MAX_COUNT_LINES = 10_000
 MAX_TRANSFER_LINES = 1_000
 MAX_RESERVATION_LINES = 500
 AVAILABILITY_STATES = ("in_stock", "low_stock", "out_of_stock")
 CLIENT_RESERVATION_KINDS = (ReservationKind.ORDER_LINE, ReservationKind.CHECKOUT_HOLD)
-
-
-def _one_of(values) -> str:
-    return "One of: " + ", ".join(f"`{v}`" for v in values) + "."
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -47,12 +44,8 @@ class StringChoiceField(serializers.ChoiceField):
     def __init__(self, choices, **kwargs):
         values = [c[0] if isinstance(c, tuple) else c for c in choices]
         help_text = kwargs.pop("help_text", "")
-        kwargs["help_text"] = f"{help_text} {_one_of(values)}".strip()
+        kwargs["help_text"] = f"{help_text} {one_of(values)}".strip()
         super().__init__(choices=choices, **kwargs)
-
-
-def string_output(values, help_text: str = "", **kwargs) -> serializers.CharField:
-    return serializers.CharField(help_text=f"{help_text} {_one_of(values)}".strip(), **kwargs)
 
 
 class AwareDateTimeField(serializers.DateTimeField):

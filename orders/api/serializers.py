@@ -20,6 +20,7 @@ from rest_framework import serializers
 
 from customers.identifiers import KINDS as IDENTITY_KINDS
 from inventory.services.common import MAX_QUANTITY
+from omni.api.serializers import string_input, string_output
 from orders.models import (
     CartStatus,
     FulfilmentMethod,
@@ -32,19 +33,6 @@ MAX_IDENTIFIERS = 50
 MAX_ID = 2**63 - 1  # ids are bigints
 # Amounts computed for the output, documented as DRF documents its decimal fields: strings.
 MONEY_SCHEMA = {"type": "string", "format": "decimal", "pattern": r"^-?\d{0,12}(?:\.\d{0,2})?$"}
-
-
-def _one_of(values) -> str:
-    return "One of: " + ", ".join(f"`{v}`" for v in values) + "."
-
-
-def string_output(values, help_text: str = "", **kwargs) -> serializers.CharField:
-    return serializers.CharField(help_text=f"{help_text} {_one_of(values)}".strip(), **kwargs)
-
-
-def string_input(values, help_text: str = "", **kwargs) -> serializers.CharField:
-    """A string whose values the service checks; documented with the list of them."""
-    return serializers.CharField(help_text=f"{help_text} {_one_of(values)}".strip(), **kwargs)
 
 
 def text_input(help_text: str = "", **kwargs) -> serializers.CharField:
