@@ -7,6 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -45,6 +46,7 @@ from omni.api.errors import (
     WRITE_ERRORS,
     ErrorSerializer,
 )
+from omni.api.hot import hot_client, hot_response
 from omni.api.idempotency import IDEMPOTENCY_PARAMETER, IdempotentMixin
 from omni.api.pagination import ChangesCursorPagination
 from omni.api.responses import rendered_now
@@ -60,6 +62,10 @@ def _resolve_brand_category(data: dict) -> dict:
     if "category" in data:
         data["category"] = category_ensure_path(path=data["category"])
     return data
+
+
+# The renderer DRF negotiates for a plain-JSON request: the same bytes on the hot path.
+_JSON = JSONRenderer()
 
 
 class ProductViewSet(
@@ -134,6 +140,25 @@ class VariantViewSet(
     lookup_value_regex = SKU_REGEX
     filterset_class = VariantFilter
 
+    def dispatch(self, request, *args, **kwargs):
+        # The SKU lookup is the hottest read: its common request skips DRF (omni.api.hot).
+        if self.action_map.get(request.method.lower()) == "retrieve":
+            response = self._hot_retrieve(request, kwargs.get("sku", ""))
+            if response is not None:
+                return response
+        return super().dispatch(request, *args, **kwargs)
+
+    def _hot_retrieve(self, request, sku: str):
+        hot = hot_client(request)
+        if hot is None:
+            return None
+        sku = normalize_sku(sku)
+        detail = selectors.variant_detail_by_sku(sku)
+        if detail is None:
+            request.omni_variant = sku  # DRF's path answers 404 without asking again
+            return None
+        return hot_response(self, request, _JSON.render(detail), hot[1])
+
     def get_queryset(self):
         return selectors.variant_list().order_by("sku")
 
@@ -153,7 +178,9 @@ class VariantViewSet(
         responses={200: VariantOutputSerializer, **READ_ERRORS, **NOT_FOUND},
     )
     def retrieve(self, request, *args, **kwargs):
-        detail = selectors.variant_detail_by_sku(normalize_sku(kwargs["sku"]))
+        sku = normalize_sku(kwargs["sku"])
+        known = getattr(request._request, "omni_variant", None)  # the hot path's miss
+        detail = None if known == sku else selectors.variant_detail_by_sku(sku)
         if detail is None:
             raise NotFound(f"No variant with SKU {kwargs['sku']}.")
         # already in the VariantOutputSerializer wire format; rendered at once (the hot path)

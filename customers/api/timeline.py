@@ -39,9 +39,9 @@ from customers.api.serializers import TimelinePageOutputSerializer
 from customers.models import Customer, Touchpoint
 from customers.selectors import customer_not_found
 from inventory.models import Location
-from omni.api import token_cache
 from omni.api.authentication import CachedTokenMixin
 from omni.api.errors import LIST_ERRORS, ErrorSerializer
+from omni.api.hot import hot_client, hot_response
 from omni.api.responses import rendered_now
 from omni.db import PreparedQuery
 from omni.exceptions import NotFound, ValidationFailed
@@ -281,8 +281,7 @@ def _json_body(rows, next_link, previous_link) -> str:
     )
 
 
-_ACCEPT_JSON = frozenset(("", "*/*", "application/json"))
-_TOKEN_KEYWORDS = frozenset(("token", "bearer"))
+_CURSOR_ONLY = frozenset(("cursor",))
 
 
 class CustomerTimelineView(CachedTokenMixin, APIView):
@@ -304,21 +303,11 @@ class CustomerTimelineView(CachedTokenMixin, APIView):
         return super().dispatch(request, *args, **kwargs)
 
     def _hot_page(self, request, id):
-        meta = request.META
-        if (
-            request.method != "GET"
-            or meta.get("HTTP_ACCEPT", "") not in _ACCEPT_JSON
-            or any(key != "cursor" for key in request.GET)
-            or connection.vendor != "postgresql"
-            or timezone.get_current_timezone_name() != "UTC"
-        ):
+        if connection.vendor != "postgresql" or timezone.get_current_timezone_name() != "UTC":
             return None
-        header = meta.get("HTTP_AUTHORIZATION", "").split()
-        if len(header) != 2 or header[0].lower() not in _TOKEN_KEYWORDS:
+        hot = hot_client(request, params=_CURSOR_ONLY)
+        if hot is None:
             return None
-        client, unconfirmed = token_cache.authenticate(header[1])
-        if client is None:
-            return None  # DRF's path answers 401
         raw_cursor = request.GET.get("cursor")
         try:
             cursor = decode_cursor(raw_cursor) if raw_cursor else None
@@ -333,14 +322,8 @@ class CustomerTimelineView(CachedTokenMixin, APIView):
             rows = query.rows(customer, moment, moment, pk)
         if not rows:
             return None  # maybe an unknown or merged customer: DRF's path says which
-        if unconfirmed is not None and not token_cache.confirm(unconfirmed):
-            return None  # revoked meanwhile: DRF's path answers 401
         rows, next_link, previous_link = _page(request, request.GET, rows, cursor, PAGE_SIZE, 1)
-        response = HttpResponse(
-            _json_body(rows, next_link, previous_link), content_type="application/json"
-        )
-        response["Allow"] = ", ".join(self.allowed_methods)
-        return response
+        return hot_response(self, request, _json_body(rows, next_link, previous_link), hot[1])
 
     @extend_schema(
         operation_id="customers_timeline_retrieve",

@@ -594,6 +594,35 @@ def test_variant_retrieve_sends_what_a_drf_response_would(reader, tee, monkeypat
     assert fast.json()["option_values"] == {"size": "M", "note": 'é\u2028"'}
 
 
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json"])
+def test_variant_retrieve_hot_path_answers_as_drf_does(reader, tee, monkeypatch, accept):
+    # The common request (a token, plain JSON, no options) is answered before DRF: same bytes,
+    # same headers as DRF's path (taken here by a query parameter the lookup ignores).
+    Product.objects.filter(handle="tee").update(title='Tee "Classic" \\ é\u2028\t\x01')
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+    drf = reader.get(f"{VARIANTS}tee-m/?via=drf", **headers)
+
+    def no_drf(*args, **kwargs):
+        raise AssertionError("the hot path went through DRF")
+
+    monkeypatch.setattr(views.VariantViewSet, "initial", no_drf)
+    hot = reader.get(f"{VARIANTS}tee-m/", **headers)
+
+    assert hot.status_code == drf.status_code == 200
+    assert hot.content == drf.content
+    assert dict(hot.headers) == dict(drf.headers)
+
+
+def test_variant_retrieve_hot_path_leaves_the_rest_to_drf(reader, tee, api, monkeypatch):
+    from omni.models import ApiClient
+
+    # A miss, no token, a revoked token: DRF's path, with its errors.
+    assert_error(reader.get(f"{VARIANTS}NOPE-1/"), 404, "not_found")
+    assert_error(api.get(f"{VARIANTS}tee-m/"), 401, "not_authenticated")
+    ApiClient.objects.filter(pk=reader.api_client.pk).update(is_active=False)
+    assert_error(reader.get(f"{VARIANTS}tee-m/"), 401, "authentication_failed")
+
+
 def test_variant_retrieve_in_another_time_zone(reader, tee):
     updated = Variant.objects.get(sku="TEE-M").updated_at
 
