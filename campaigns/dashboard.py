@@ -637,7 +637,8 @@ def campaign_dashboard(*, days: int = PERIOD_DAYS, now: datetime | None = None) 
                 "holdout_rate_text": fmt_pct(lift.holdout_rate),
                 "funnel": funnel_chart(
                     f"funnel-{campaign.pk}",
-                    title=f"{campaign.name}: funnel, last {days} days",
+                    title=f"{campaign.name}: funnel of the enrolments not held out, "
+                    f"last {days} days",
                     desc=f"Of {fmt_int(treated)} treated enrolments: "
                     + "; ".join(f"{label.lower()} {fmt_int(v)}" for label, v in stages[1:])
                     + f". Revenue attributed: {fmt_money(values['revenue'])}."

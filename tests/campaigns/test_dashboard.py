@@ -335,7 +335,7 @@ def test_campaigns_dashboard_shows_funnels_and_lift(admin_client, figures, make_
     young_row = re.search(rf'<tr id="campaign-{young.pk}">(.*?)</tr>', html, re.S).group(1)
     assert "<td>not enough data (at least 30 per group)</td>" in young_row
     assert html.count('<svg xmlns="http://www.w3.org/2000/svg" class="omni-chart" id="funnel-') == 2
-    assert "Cart reminder: funnel, last 30 days" in html
+    assert "Cart reminder: funnel of the enrolments not held out, last 30 days" in html
     assert ">56 (93.3% of enrolled)</text>" in html
     assert ">12 (20.0% of enrolled)</text>" in html
 
