@@ -12,7 +12,8 @@ follow a merge like every other row (``Enrolment.merge_customer_rows`` folds dup
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, F, OuterRef, Q, Value
+from django.db.models.functions import Cast, Concat, Left
 
 from omni.models import SALES_KINDS, Channel
 
@@ -364,20 +365,18 @@ class BackInStockSubscription(models.Model):
 
     @classmethod
     def merge_customer_rows(cls, survivor, merged) -> int:
-        """Move the merged customer's subscriptions; a variant both wait for keeps one."""
-        open_pairs = cls.objects.filter(customer=survivor, notified_at__isnull=True).values_list(
-            "variant_id", "channel_id"
+        """Move the merged customer's subscriptions; a variant both wait for keeps one.
+        Set-based: two statements whatever her history."""
+        both_wait = cls.objects.filter(
+            customer=survivor,
+            notified_at__isnull=True,
+            variant_id=OuterRef("variant_id"),
+            channel_id=OuterRef("channel_id"),
         )
-        taken = set(open_pairs)
-        moved = 0
-        for row in cls.objects.filter(customer=merged):
-            if row.notified_at is None and (row.variant_id, row.channel_id) in taken:
-                row.delete()
-                continue
-            row.customer = survivor
-            row.save(update_fields=["customer"])
-            moved += 1
-        return moved
+        cls.objects.filter(customer=merged, notified_at__isnull=True).filter(
+            Exists(both_wait)
+        ).delete()
+        return cls.objects.filter(customer=merged).update(customer=survivor)
 
 
 class EnrolmentStatus(models.TextChoices):
@@ -524,20 +523,30 @@ class Enrolment(models.Model):
     @classmethod
     def merge_customer_rows(cls, survivor, merged) -> int:
         """Move the merged customer's enrolments. Where both were enrolled for the same
-        subject, the survivor's goes on and the other is closed and kept for the record."""
-        taken = set(cls.objects.filter(customer=survivor).values_list("campaign_id", "subject_key"))
-        moved = 0
-        for row in cls.objects.filter(customer=merged):
-            if (row.campaign_id, row.subject_key) in taken:
-                row.subject_key = f"{row.subject_key}#merged-{row.pk}"[:100]
-                if row.status == EnrolmentStatus.ACTIVE:
-                    row.status = EnrolmentStatus.EXITED
-                    row.exit_reason = "merged"
-                    row.due_at = None
-            row.customer = survivor
-            row.save()
-            moved += 1
-        return moved
+        subject, the survivor's goes on and the other is closed and kept for the record (its
+        subject key marked, so the unique constraint holds). Set-based: a few statements
+        whatever her history."""
+        same_subject = cls.objects.filter(
+            customer=survivor,
+            campaign_id=OuterRef("campaign_id"),
+            subject_key=OuterRef("subject_key"),
+        )
+        clashes = cls.objects.filter(customer=merged).filter(Exists(same_subject))
+        clashes.filter(status=EnrolmentStatus.ACTIVE).update(
+            status=EnrolmentStatus.EXITED, exit_reason="merged", due_at=None
+        )
+        clashes.update(
+            subject_key=Left(
+                Concat(
+                    F("subject_key"),
+                    Value("#merged-"),
+                    Cast("pk", models.CharField()),
+                    output_field=models.CharField(),
+                ),
+                100,
+            )
+        )
+        return cls.objects.filter(customer=merged).update(customer=survivor)
 
 
 class MessageStatus(models.TextChoices):
