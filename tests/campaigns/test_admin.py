@@ -673,7 +673,7 @@ def test_message_list_filters_and_fixed_queries(admin_client, outbox, make_custo
         customer=outbox.ben,
         status=MessageStatus.SUPPRESSED,
         reason="holdout",
-        created_at=timezone.now(),
+        created_at=outbox.message.created_at - timedelta(days=10),
     )
     response = admin_client.get(base, {"reason": "holdout"})
     assert [m.pk for m in response.context["cl"].result_list] == [held.pk]
@@ -683,16 +683,24 @@ def test_message_list_filters_and_fixed_queries(admin_client, outbox, make_custo
     assert [m.pk for m in response.context["cl"].result_list] == [outbox.message.pk]
     response = admin_client.get(base, {"q": str(outbox.message.pk)})
     assert [m.pk for m in response.context["cl"].result_list] == [outbox.message.pk]
-    day = timezone.localtime(outbox.message.created_at)
+    # The creation range filter (the held message is ten days older than the sent one).
+    day = timezone.localdate(outbox.message.created_at)
     response = admin_client.get(
         base,
         {
-            "created_at__year": str(day.year),
-            "created_at__month": str(day.month),
-            "created_at__day": str(day.day),
+            "created_at__gte": str(day - timedelta(days=1)),
+            "created_at__lt": str(day + timedelta(days=1)),
         },
     )
     assert [m.pk for m in response.context["cl"].result_list] == [outbox.message.pk]
+    response = admin_client.get(
+        base,
+        {
+            "created_at__gte": str(day - timedelta(days=30)),
+            "created_at__lt": str(day + timedelta(days=1)),
+        },
+    )
+    assert {m.pk for m in response.context["cl"].result_list} == {outbox.message.pk, held.pk}
     assert admin_client.get(url("message", "change", outbox.message.pk)).status_code == 200
 
     def more():
