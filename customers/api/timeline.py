@@ -3,8 +3,9 @@
 Keyset pages over the timeline index ``(customer, occurred_at desc, id desc)``: a cursor holds
 the time and id of the row a page starts after (or, going back, before), so every page costs
 one index range scan however deep it is, and events that arrive meanwhile never shift a page.
-The default page (no filter, default size) runs SQL compiled once per process, with the events'
-JSON written by PostgreSQL; filters and other sizes go through the ORM with the same cursor.
+The default page (no filter, default size) runs SQL compiled once per process and prepared once
+per connection, with the events' JSON written by PostgreSQL; filters and other sizes go through
+the ORM with the same cursor.
 """
 
 import base64
@@ -72,31 +73,50 @@ def _int(marker):
     return RawSQL("%s", (marker,), output_field=BigIntegerField())
 
 
-def _newest(events):
-    return events.order_by("-occurred_at", "-id")
+def _newest(events, lead=()):
+    return events.order_by(*lead, "-occurred_at", "-id")
 
 
-def _after(events, moment, moment_again, pk):
+def _after(events, moment, moment_again, pk, lead=()):
     """Rows after ``(moment, pk)`` in timeline order (older ones): the ``<=`` bounds the index
-    scan, the ``OR`` breaks ties on the id."""
+    scan, the ``OR`` breaks ties on the id. ``lead``: orderings that come first (the customer,
+    see ``_of_one``)."""
     return _newest(
         events.filter(occurred_at__lte=moment).filter(
             Q(occurred_at__lt=moment_again) | Q(id__lt=pk)
-        )
+        ),
+        lead,
     )
 
 
-def _before(events, moment, moment_again, pk):
+def _before(events, moment, moment_again, pk, lead=()):
     """Rows before ``(moment, pk)`` in timeline order (newer ones), nearest first."""
     return (
         events.filter(occurred_at__gte=moment)
         .filter(Q(occurred_at__gt=moment_again) | Q(id__gt=pk))
-        .order_by("occurred_at", "id")
+        .order_by(*lead, "occurred_at", "id")
     )
 
 
 def _of(customer):
     return Touchpoint.objects.filter(customer_id=customer)
+
+
+def _of_one(customer, customer_again):
+    """One customer's events for a prepared statement: her id as a range of one value.
+
+    A prepared statement soon runs with a generic plan, made without the parameters' values.
+    For ``customer_id = $1`` that plan expects an average customer's few events and may scan
+    and sort all of a busy customer's 10,000 (a bitmap scan, then a sort). For a range
+    PostgreSQL expects a share of the table instead, so the generic plan reads the timeline
+    index in its order and stops after one page, whoever the customer. The orderings start
+    with the customer (``AFTER`` and ``BEFORE``) so that they match the index under a range.
+    """
+    return Touchpoint.objects.filter(customer_id__gte=customer, customer_id__lte=customer_again)
+
+
+AFTER = ("customer_id",)
+BEFORE = ("-customer_id",)
 
 
 class _EventJson(Func):
@@ -152,25 +172,29 @@ def _json_rows(events):
     return events.annotate(row_json=ROW_JSON).values_list(*JSON_FIELDS)
 
 
-# Compiled once, but planned by PostgreSQL for each customer (``server_side=False``): a
-# generic plan, made for an average customer's few events, would scan and sort all of a busy
-# customer's events (a bitmap scan estimated at six rows), where her own plan reads one page of
-# the timeline index in order.
+# Compiled once and prepared once per connection; see ``_of_one`` for why their generic
+# plans read one page of the timeline index whoever the customer.
 _first_page = PreparedQuery(
-    lambda c: _json_rows(_newest(_of(_int(c))))[: PAGE_SIZE + 1], server_side=False
+    lambda c, c2: _json_rows(_newest(_of_one(_int(c), _int(c2)), AFTER))[: PAGE_SIZE + 1]
 )
 _next_page = PreparedQuery(
-    lambda c, t1, t2, i: _json_rows(_after(_of(_int(c)), _at(t1), _at(t2), _int(i)))[
-        : PAGE_SIZE + 1
-    ],
-    server_side=False,
+    lambda c, c2, t1, t2, i: _json_rows(
+        _after(_of_one(_int(c), _int(c2)), _at(t1), _at(t2), _int(i), AFTER)
+    )[: PAGE_SIZE + 1]
 )
 _previous_page = PreparedQuery(
-    lambda c, t1, t2, i: _json_rows(_before(_of(_int(c)), _at(t1), _at(t2), _int(i)))[
-        : PAGE_SIZE + 1
-    ],
-    server_side=False,
+    lambda c, c2, t1, t2, i: _json_rows(
+        _before(_of_one(_int(c), _int(c2)), _at(t1), _at(t2), _int(i), BEFORE)
+    )[: PAGE_SIZE + 1]
 )
+
+
+def _prepared_rows(customer: int, cursor) -> list:
+    if cursor is None:
+        return _first_page.rows(customer, customer)
+    moment, pk, backwards = cursor
+    query = _previous_page if backwards else _next_page
+    return query.rows(customer, customer, moment, moment, pk)
 
 
 def encode_cursor(moment: datetime, pk: int, backwards: bool) -> str:
@@ -220,11 +244,7 @@ def _rows(request, customer: int, cursor, limit: int, as_json: bool) -> list:
     params = request.query_params
     filtered = not FILTERS.isdisjoint(params)
     if as_json and not filtered and limit == PAGE_SIZE:
-        if cursor is None:
-            return _first_page.rows(customer)
-        moment, pk, backwards = cursor
-        query = _previous_page if backwards else _next_page
-        return query.rows(customer, moment, moment, pk)
+        return _prepared_rows(customer, cursor)
     events = _of(customer)
     if filtered:
         filterset = TimelineFilter(params, queryset=events)
@@ -313,13 +333,7 @@ class CustomerTimelineView(CachedTokenMixin, APIView):
             cursor = decode_cursor(raw_cursor) if raw_cursor else None
         except NotFound:
             return None
-        customer = int(id)
-        if cursor is None:
-            rows = _first_page.rows(customer)
-        else:
-            moment, pk, backwards = cursor
-            query = _previous_page if backwards else _next_page
-            rows = query.rows(customer, moment, moment, pk)
+        rows = _prepared_rows(int(id), cursor)
         if not rows:
             return None  # maybe an unknown or merged customer: DRF's path says which
         rows, next_link, previous_link = _page(request, request.GET, rows, cursor, PAGE_SIZE, 1)
