@@ -160,7 +160,9 @@ def campaign_activate(*, campaign: Campaign) -> Campaign:
 @transaction.atomic
 def campaign_pause(*, campaign: Campaign) -> Campaign:
     """Pause an active campaign: nothing is enrolled or sent until it is activated again
-    (enrolments keep their place and resume then)."""
+    (enrolments keep their place and resume then; messages already queued, a retry waiting
+    for instance, wait too, and are checked again for consent, the exit condition and quiet
+    hours before they go)."""
     campaign = campaign_lock(campaign.pk)
     if campaign.status != CampaignStatus.ACTIVE:
         raise Conflict(

@@ -459,6 +459,10 @@ def _defer(enrolment: Enrolment, until, reason, result: ClaimResult) -> None:
 # --- phase 2: deliver --------------------------------------------------------------------
 
 
+# A queued message due longer ago than this is checked again before it goes.
+RECHECK_AFTER = timedelta(minutes=10)
+
+
 def _backoff(attempts: int) -> timedelta:
     """1, 4, 16, 64 minutes ... after the 1st, 2nd, 3rd, 4th attempt."""
     return timedelta(minutes=4 ** max(attempts - 1, 0))
@@ -479,9 +483,18 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
     now = now or timezone.now()
     limit = limit or settings.OMNI_SEND_BATCH
     result = DeliverResult()
+    # A paused campaign's queued messages wait with its enrolments (nothing of it is sent
+    # until it is activated again).
+    active = list(
+        Campaign.objects.filter(status=CampaignStatus.ACTIVE).values_list("pk", flat=True)
+    )
+    if not active:
+        return result
     with transaction.atomic():
         ids = list(
-            Message.objects.filter(status=MessageStatus.QUEUED, next_attempt_at__lte=now)
+            Message.objects.filter(
+                status=MessageStatus.QUEUED, next_attempt_at__lte=now, campaign_id__in=active
+            )
             .select_for_update(skip_locked=True)
             .order_by("next_attempt_at", "pk")
             .values_list("pk", flat=True)[:limit]
@@ -497,7 +510,12 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
     )
     _attach_shared(messages)
     result.attempted = len(messages)
-    finished = _recheck_retries([m for m in messages if m.attempts > 1], now, result)
+    # A retry, or a message that waited since it was due (its campaign paused, the workers
+    # stopped), is checked again before it goes.
+    waited = now - RECHECK_AFTER
+    finished = _recheck_retries(
+        [m for m in messages if m.attempts > 1 or m.next_attempt_at < waited], now, result
+    )
     held = {m.pk for m in finished}
     messages = [m for m in messages if m.pk not in held]
     try:
@@ -588,9 +606,10 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
 
 
 def _recheck_retries(messages: list[Message], now, result: DeliverResult) -> list[Message]:
-    """A message tried before waited for its retry: check again, as at the claim, what may
-    have changed since (an opt-out, the exit condition, the night). Returns those that do
-    not go now, decided: suppressed, or queued again for the end of the quiet hours."""
+    """A message tried before waited for its retry (or one that waited to be sent at all):
+    check again, as at the claim, what may have changed since (an opt-out, the exit
+    condition, the night). Returns those that do not go now, decided: suppressed, or queued
+    again for the end of the quiet hours."""
     if not messages:
         return []
     rules = rules_by_channel()

@@ -345,3 +345,56 @@ def test_an_email_whose_outcome_is_unknown_is_not_sent_again(
     assert (m.status, m.reason) == ("failed", "unknown_outcome")
     messages_send(now=NOON + timedelta(hours=1))
     assert len(recorder.calls) == 1
+
+
+def test_a_paused_campaign_holds_its_queued_messages(recorder, make_customer, campaign):
+    from campaigns.services.campaigns import campaign_activate, campaign_pause
+
+    customers = [make_customer() for _ in range(2)]
+    for customer in customers:
+        enrol(campaign, customer)
+    steps_claim(now=NOON)  # queued; then staff pause the campaign before they go
+    campaign_pause(campaign=campaign)
+    result = messages_deliver(now=NOON + timedelta(minutes=1))
+    assert result.attempted == 0
+    assert recorder.calls == []
+    assert set(Message.objects.values_list("status", "attempts")) == {("queued", 0)}
+
+    campaign.refresh_from_db()
+    campaign_activate(campaign=campaign)
+    result = messages_deliver(now=NOON + timedelta(minutes=2))
+    assert (result.attempted, result.sent) == (2, 2)
+    assert sorted(recorder.calls) == sorted(Message.objects.values_list("pk", flat=True))
+
+
+def test_a_message_that_waited_is_checked_again_before_it_goes(
+    recorder, rules, make_customer, campaign, channels
+):
+    from datetime import time
+
+    from campaigns.services.campaigns import campaign_activate, campaign_pause
+    from customers.services import consent_record
+
+    rules.email.quiet_hours_start, rules.email.quiet_hours_end = time(21, 0), time(8, 0)
+    rules.email.save()
+    ann, ben = make_customer(time_zone="Europe/Paris"), make_customer(time_zone="Europe/Paris")
+    enrol(campaign, ann)
+    enrol(campaign, ben)
+    steps_claim(now=NOON)
+    campaign_pause(campaign=campaign)
+    consent_record(customer=ben, channel=channels.email, status="opted_out", source="t")
+    campaign.refresh_from_db()
+    campaign_activate(campaign=campaign)
+    night = datetime(2027, 6, 15, 21, 30, tzinfo=UTC)  # 23:30 in Paris: quiet
+    result = messages_deliver(now=night)
+    assert recorder.calls == []
+    assert (result.attempted, result.suppressed, result.retrying) == (2, 1, 1)
+    held = Message.objects.get(customer=ann)
+    morning = datetime(2027, 6, 16, 6, 0, tzinfo=UTC)  # 08:00 in Paris
+    assert (held.status, held.next_attempt_at, held.reason) == ("queued", morning, "quiet_hours")
+    gone = Message.objects.get(customer=ben)
+    assert (gone.status, gone.reason) == ("suppressed", "no_consent")
+    messages_deliver(now=morning)
+    held.refresh_from_db()
+    assert held.status == "sent"
+    assert recorder.calls == [held.pk]
