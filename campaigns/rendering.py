@@ -201,13 +201,18 @@ class TrackedLink:
     """A link rendered as the tracked link of the message being rendered. Signed only when a
     template shows it (the template engine calls it), so unused links cost nothing."""
 
-    __slots__ = ("url",)
+    __slots__ = ("url", "_message", "_signed")
 
     def __init__(self, url: str):
         self.url = url
+        self._message = self._signed = None
 
     def __call__(self) -> str:
-        return tracked_url(_MESSAGE_ID.get(), self.url)
+        # A message shows most links twice (its HTML and its text): signed once per message.
+        message = _MESSAGE_ID.get()
+        if message != self._message or self._signed is None:
+            self._signed, self._message = tracked_url(message, self.url), message
+        return self._signed
 
     __str__ = __call__
 

@@ -290,6 +290,22 @@ def test_every_rendition_is_rendered_for_a_real_customer(every_channel, shop, zo
     assert social.text == "Hi Zoé <b>! Picked for you: Espadrilles, Sun cream. Summer"
 
 
+def test_a_link_shared_by_two_messages_is_signed_for_each(every_channel, rich, zoe):
+    # Both messages show Zoé's cart (one context object, one link object): each gets its own
+    # token, the same in its HTML and its text.
+    Template.objects.filter(pk=rich.pk).update(social_text="{{ cart.url }} {{ shop_url }}")
+    email, social = every_channel["email"], every_channel["social_dm"]
+    result = render_batch(loaded([email.pk, social.pk]))
+    pattern = rf"{re.escape(SITE)}/t/([^\s\"]+)"
+    in_html = re.findall(pattern, result[email.pk].html)
+    in_text = re.findall(pattern, result[email.pk].text)
+    in_social = re.findall(pattern, result[social.pk].text)
+    cart = f"{SHOP}/cart/{zoe.cart.token}"
+    assert link_token_load(in_text[0]) == (email.pk, cart)
+    assert in_text[0] in in_html
+    assert [link_token_load(token) for token in in_social] == [(social.pk, cart), (social.pk, SHOP)]
+
+
 def test_tracked_links_sign_their_message_and_address(every_channel, zoe):
     message = every_channel["email"]
     html = render_batch(loaded([message.pk]))[message.pk].html
