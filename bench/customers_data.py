@@ -376,11 +376,17 @@ def _touchpoints(cursor, size, stores, now, stage) -> None:
               FROM (SELECT LEAST({n}, 2 + floor(({n} - 1) * power(pg_temp.u(g, 2), 1.5)))::bigint
                     AS c) cc) END"""
     age = f"(1 + {HISTORY_DAYS - 1} * (1 - (c - 1)::float8 / {n}))"
+    from customers.timeline_json import rendition_sql
+
+    # Each event's timeline JSON, as the ingest writes it (customers.timeline_json).
+    rendition = rendition_sql("omni_channel", "inventory_location", row="e")
     sql = f"""
     INSERT INTO customers_touchpoint (customer_id, channel_id, kind, occurred_at, location_id,
-        properties, source, event_id, received_at)
-    SELECT t.c, m.channel_id, m.kind, t.at,
-      CASE WHEN m.store THEN (%(stores)s::bigint[])[1 + pg_temp.bh(t.c, 11) %% %(nstores)s] END,
+        properties, source, event_id, received_at, rendition)
+    SELECT e.*, {rendition} FROM (
+    SELECT t.c AS customer_id, m.channel_id, m.kind, t.at AS occurred_at,
+      CASE WHEN m.store THEN (%(stores)s::bigint[])[1 + pg_temp.bh(t.c, 11) %% %(nstores)s] END
+        AS location_id,
       CASE m.kind
         WHEN 'purchase' THEN jsonb_build_object(
           'amount', round((5 + pg_temp.bh(t.g, 6) %% 20000 / 100.0)::numeric, 2),
@@ -397,14 +403,16 @@ def _touchpoints(cursor, size, stores, now, stage) -> None:
           'campaign', 'C' || (1 + pg_temp.bh(t.g, 12) %% 40))
         WHEN 'link_clicked' THEN jsonb_build_object(
           'campaign', 'C' || (1 + pg_temp.bh(t.g, 12) %% 40))
-        ELSE '{{}}'::jsonb END,
-      %(source)s, 'g' || t.g, t.at + interval '3 seconds'
+        ELSE '{{}}'::jsonb END AS properties,
+      %(source)s::varchar AS source, 'g' || t.g AS event_id,
+      t.at + interval '3 seconds' AS received_at
     FROM (
       SELECT g, c, %(now)s::timestamptz
                - ({age} * pg_temp.u(g, 3)) * interval '1 day' AS at
       FROM (SELECT g, {customer} AS c FROM generate_series(%(lo)s::bigint, %(hi)s) AS g) x
     ) t
     JOIN bench_tp_mix m ON m.bucket = pg_temp.bh(t.g, 4) %% 1000
+    ) e
     """
     started = time.perf_counter()
     done = 0

@@ -252,6 +252,9 @@ class Touchpoint(models.Model):
     source = models.CharField(max_length=80, help_text="Who sent it: client:<id> or user:<id>.")
     event_id = models.CharField(max_length=100, help_text="The sender's id; unique per sender.")
     received_at = models.DateTimeField()
+    # The event as the timeline API writes it, after its id, written once at ingest on
+    # PostgreSQL (see customers.timeline_json); NULL where the timeline computes it instead.
+    rendition = models.TextField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-occurred_at", "-id"]

@@ -4,8 +4,9 @@ Keyset pages over the timeline index ``(customer, occurred_at desc, id desc)``: 
 the time and id of the row a page starts after (or, going back, before), so every page costs
 one index range scan however deep it is, and events that arrive meanwhile never shift a page.
 The default page (no filter, default size) runs SQL compiled once per process and prepared once
-per connection, with the events' JSON written by PostgreSQL; filters and other sizes go through
-the ORM with the same cursor.
+per connection, and reads each event's JSON as the ingest stored it (``customers.timeline_json``;
+PostgreSQL computes it for events without); filters and other sizes go through the ORM with the
+same cursor.
 """
 
 import base64
@@ -39,6 +40,7 @@ from customers.api.filters import TimelineFilter
 from customers.api.serializers import TimelinePageOutputSerializer
 from customers.models import Customer, Touchpoint
 from customers.selectors import customer_not_found
+from customers.timeline_json import EVENT_JSON
 from inventory.models import Location
 from omni.api.authentication import CachedTokenMixin
 from omni.api.errors import LIST_ERRORS, ErrorSerializer
@@ -120,29 +122,13 @@ BEFORE = ("-customer_id",)
 
 
 class _EventJson(Func):
-    """One event as JSON text written by PostgreSQL, keys in the API's order, times as
-    ``api_datetime`` writes them in UTC (microseconds only when there are any), ``properties``
-    embedded as stored: never decoded and encoded again by Python. Plain concatenation costs
-    PostgreSQL less than ``json_build_object``; every text is quoted by ``to_json`` except the
-    kind, which a check constraint limits to known words."""
+    """One event as JSON text written by PostgreSQL in full (``customers.timeline_json``):
+    for the events whose JSON was not stored at ingest."""
 
     output_field = TextField()
-    TEMPLATE = (
-        '\'{{"id":\' || {id} || \',"kind":"\' || {kind} || \'","channel":\' || '
-        "to_json({channel})::text || ',\"location\":' || coalesce(to_json({location})::text, "
-        "'null') || ',\"occurred_at\":\"' || to_char({at} AT TIME ZONE 'UTC', "
-        "'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN to_char({at}, 'US') = '000000' THEN '' "
-        "ELSE to_char({at}, '.US') END || 'Z\",\"properties\":' || {properties}::text || "
-        "',\"source\":' || to_json({source})::text || ',\"event_id\":' || "
-        "to_json({event_id})::text || '}}'"
-    )
     NAMES = ("id", "kind", "channel", "location", "at", "properties", "source", "event_id")
 
     def __init__(self):
-        # The codes come from scalar subqueries, not joins: the statement is prepared, and a
-        # generic plan (which expects an average customer's few events) with joins hashes and
-        # sorts all of a busy customer's events; a single-table scan of the timeline index in
-        # its order stops after one page whatever the estimate.
         super().__init__(
             F("id"),
             F("kind"),
@@ -161,15 +147,42 @@ class _EventJson(Func):
             if expression_params:
                 raise ValueError("event columns take no parameters")
             parts[name] = sql
-        return self.TEMPLATE.format(**parts), params
+        return EVENT_JSON.format(**parts), params
+
+
+class _StoredJson(Func):
+    """The event's JSON from what the ingest stored: its id, then ``rendition``; NULL where
+    nothing was stored (``_with_computed`` fills those)."""
+
+    output_field = TextField()
+    template = "('{\"id\":' || %(expressions)s)"
+    arg_joiner = " || "
+
+    def __init__(self):
+        super().__init__(F("id"), F("rendition"))
 
 
 ROW_JSON = _EventJson()
+STORED_JSON = _StoredJson()
 JSON_FIELDS = ("id", "occurred_at", "row_json")
 
 
 def _json_rows(events):
-    return events.annotate(row_json=ROW_JSON).values_list(*JSON_FIELDS)
+    return events.annotate(row_json=STORED_JSON).values_list(*JSON_FIELDS)
+
+
+def _with_computed(rows: list) -> list:
+    """``rows`` (``JSON_FIELDS``) with the JSON of events that have none stored computed by
+    PostgreSQL, in one more query, only when there are any."""
+    missing = [row[0] for row in rows if row[2] is None]
+    if not missing:
+        return rows
+    computed = dict(
+        Touchpoint.objects.filter(pk__in=missing)
+        .annotate(row_json=ROW_JSON)
+        .values_list("id", "row_json")
+    )
+    return [row if row[2] is not None else (row[0], row[1], computed[row[0]]) for row in rows]
 
 
 # Compiled once and prepared once per connection; see ``_of_one`` for why their generic
@@ -191,10 +204,10 @@ _previous_page = PreparedQuery(
 
 def _prepared_rows(customer: int, cursor) -> list:
     if cursor is None:
-        return _first_page.rows(customer, customer)
+        return _with_computed(_first_page.rows(customer, customer))
     moment, pk, backwards = cursor
     query = _previous_page if backwards else _next_page
-    return query.rows(customer, customer, moment, moment, pk)
+    return _with_computed(query.rows(customer, customer, moment, moment, pk))
 
 
 def encode_cursor(moment: datetime, pk: int, backwards: bool) -> str:
@@ -260,8 +273,9 @@ def _rows(request, customer: int, cursor, limit: int, as_json: bool) -> list:
     else:
         moment, pk, backwards = cursor
         events = (_before if backwards else _after)(events, moment, moment, pk)
-    rows = _json_rows(events) if as_json else events.values_list(*FIELDS)
-    return list(rows[: limit + 1])
+    if as_json:
+        return _with_computed(list(_json_rows(events)[: limit + 1]))
+    return list(events.values_list(*FIELDS)[: limit + 1])
 
 
 def _linker(request, query):

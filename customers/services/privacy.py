@@ -22,6 +22,7 @@ from customers.models import (
     PreferenceSource,
     PrivacyRequest,
     PrivacyRequestKind,
+    Touchpoint,
 )
 from omni.exceptions import Conflict
 from omni.services import outbox_emit
@@ -49,8 +50,14 @@ def _conversation_rows(customer) -> list:
     return conversations
 
 
-# Exporters of this app's models whose rows need more than their own columns.
-EXPORTERS = {Conversation: _conversation_rows}
+def _touchpoint_rows(customer) -> list:
+    """Her events, without the copy of each as the timeline API writes it (``rendition``)."""
+    columns = [f.attname for f in Touchpoint._meta.concrete_fields if f.name != "rendition"]
+    return list(Touchpoint._base_manager.filter(customer=customer).order_by("pk").values(*columns))
+
+
+# Exporters of this app's models whose rows need more (or less) than their own columns.
+EXPORTERS = {Conversation: _conversation_rows, Touchpoint: _touchpoint_rows}
 
 
 def _rows(model, fk, customer) -> list:

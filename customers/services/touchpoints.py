@@ -18,6 +18,7 @@ from django.utils import timezone
 from customers.identifiers import parse_identifiers
 from customers.models import Customer, Touchpoint, TouchpointKind
 from customers.models import TouchpointKind as Kind
+from customers.timeline_json import rendition_sql
 from inventory.models import Location
 from omni.exceptions import ValidationFailed
 from omni.formats import parse_past_time
@@ -224,8 +225,9 @@ def _customer_problems(ids) -> dict[int, str]:
 _INSERT = """
     INSERT INTO {table} ({columns})
     SELECT t.customer_id, t.channel_id, t.kind, t.occurred_at, t.location_id, t.properties,
-           %s, t.event_id, %s
-    FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::timestamptz[], %s::bigint[],
+           s.source, t.event_id, s.received_at, {rendition}
+    FROM (SELECT %s::varchar AS source, %s::timestamptz AS received_at) s,
+         unnest(%s::bigint[], %s::bigint[], %s::text[], %s::timestamptz[], %s::bigint[],
                 %s::jsonb[], %s::text[])
          AS t(customer_id, channel_id, kind, occurred_at, location_id, properties, event_id)
     ON CONFLICT (source, event_id) DO NOTHING
@@ -233,11 +235,20 @@ _INSERT = """
 """
 
 
+def _rendition_sql() -> str:
+    """Each event's timeline JSON (``customers.timeline_json``), written by the insert."""
+    quote = connection.ops.quote_name
+    return rendition_sql(
+        quote(Channel._meta.db_table), quote(Location._meta.db_table), row="t", source="s.source"
+    )
+
+
 def _insert(events: list[Event], customer_ids: list[int], source: str, now) -> set[str]:
     """Insert the touchpoints, skipping events already recorded (a replay running at the same
     time); returns the event ids this call inserted, so that only those count in the stats.
     On PostgreSQL one ``INSERT ... SELECT FROM unnest(...)`` per 1,000 events, straight from
-    the parsed events (no model instances on this hot path)."""
+    the parsed events (no model instances on this hot path), which also writes each event's
+    timeline JSON (``customers.timeline_json``)."""
     if connection.vendor != "postgresql":  # SQLite serialises writers: nothing can race
         Touchpoint.objects.bulk_create(
             [
@@ -269,10 +280,12 @@ def _insert(events: list[Event], customer_ids: list[int], source: str, now) -> s
         "source",
         "event_id",
         "received_at",
+        "rendition",
     ]
     sql = _INSERT.format(
         table=connection.ops.quote_name(meta.db_table),
         columns=", ".join(connection.ops.quote_name(meta.get_field(n).column) for n in names),
+        rendition=_rendition_sql(),
     )
     inserted = set()
     with connection.cursor() as cursor:

@@ -134,6 +134,19 @@ def test_export_holds_everything_about_the_customer(ana, staff_user):
         "campaigns.enrolment": 0,
         "campaigns.message": 0,
     }
+    # Her events as recorded, without the timeline's stored copy of each.
+    assert set(data["customers.touchpoint"][0]) == {
+        "id",
+        "customer_id",
+        "channel_id",
+        "kind",
+        "occurred_at",
+        "location_id",
+        "properties",
+        "source",
+        "event_id",
+        "received_at",
+    }
     profile = data["customer"]
     assert (profile["id"], profile["first_name"], profile["last_name"], profile["city"]) == (
         ana.pk,

@@ -195,3 +195,122 @@ def test_the_hot_read_leaves_refusals_to_drf(reader, busy, api):
     assert reader.get(url).status_code == 200
     ApiClient.objects.update(is_active=False)
     assert reader.get(url).status_code == 401  # revoked: found out at once
+
+
+# --- The JSON stored at ingest ----------------------------------------------------------------
+
+
+def _stored_and_computed():
+    from django.db.models import F
+
+    from customers.api.timeline import ROW_JSON, STORED_JSON
+    from customers.models import Touchpoint
+
+    return list(
+        Touchpoint.objects.annotate(stored=STORED_JSON, computed=ROW_JSON)
+        .order_by("pk")
+        .values_list("pk", "stored", "computed", F("rendition"))
+    )
+
+
+@pytest.fixture
+def mixed(channels):
+    """Events with and without a location, microseconds and texts that need escaping."""
+    from tests.factories import LocationFactory
+
+    LocationFactory(code="paris-1")
+    odd = 'quote " backslash \\ tab \t newline \n é ✓'
+    result = touchpoints_ingest(
+        source='client:"odd"',
+        events=[
+            {
+                "event_id": odd[:90],
+                "kind": "support_message",
+                "channel": "social",
+                "occurred_at": "2026-10-01T10:00:00.000001Z",
+                "identifiers": [{"kind": "email", "value": "mixed@example.com"}],
+                "properties": {"text": odd, "list": [1, None, "é"], "b": {"z": 1, "a": 2}},
+            },
+            {
+                "event_id": "in-store",
+                "kind": "purchase",
+                "channel": "pos",
+                "location": "paris-1",
+                "occurred_at": "2026-10-01T11:00:00Z",
+                "identifiers": [{"kind": "email", "value": "mixed@example.com"}],
+                "properties": {"amount": "12.50"},
+            },
+        ],
+    )
+    return result.customers[0]
+
+
+def test_the_ingest_stores_each_events_json_as_postgresql_computes_it(mixed):
+    rows = _stored_and_computed()
+
+    assert len(rows) == 2
+    for _pk, stored, computed, rendition in rows:
+        assert rendition is not None
+        assert stored == computed
+
+
+def test_events_without_stored_json_are_computed_with_one_more_query(
+    reader, mixed, django_assert_num_queries
+):
+    from customers.models import Touchpoint
+
+    url = f"/api/v1/customers/{mixed}/timeline/"
+    stored = reader.get(url)
+    reader.get(url)
+    with django_assert_num_queries(2):  # the token, the page
+        reader.get(url)
+    # As events recorded before the JSON was stored (or on a location renamed since).
+    Touchpoint.objects.filter(event_id="in-store").update(rendition=None)
+    with django_assert_num_queries(3):  # the token, the page, the events without
+        computed = reader.get(url)
+
+    assert computed.content == stored.content
+    assert computed.json()["results"][0]["location"] == "paris-1"
+    filtered = reader.get(url, {"channel": "pos"}).json()["results"]
+    assert [(e["event_id"], e["location"]) for e in filtered] == [("in-store", "paris-1")]
+
+
+def test_a_renamed_location_shows_its_new_code(reader, mixed):
+    from customers.models import Touchpoint
+    from inventory.models import Location
+
+    url = f"/api/v1/customers/{mixed}/timeline/"
+    assert reader.get(url).json()["results"][0]["location"] == "paris-1"
+    store = Location.objects.get(code="paris-1")
+    store.code = "paris-rivoli"
+    store.save()
+
+    assert Touchpoint.objects.get(event_id="in-store").rendition is None
+    assert Touchpoint.objects.exclude(event_id="in-store").get().rendition is not None
+    assert reader.get(url).json()["results"][0]["location"] == "paris-rivoli"
+    store.name = "Rivoli"
+    store.save()  # no code change: nothing else forgotten
+    assert Touchpoint.objects.exclude(rendition=None).count() == 1
+
+
+def test_the_migration_stores_the_json_of_earlier_events(mixed):
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    from customers.models import Touchpoint
+
+    migration = importlib.import_module("customers.migrations.0005_touchpoint_rendition")
+    Touchpoint.objects.update(rendition=None)
+
+    class Editor:
+        pass
+
+    editor = Editor()
+    editor.connection = connection
+    migration.store_renditions(apps, editor)
+
+    rows = _stored_and_computed()
+    assert [rendition is not None for *_rest, rendition in rows] == [True, True]
+    assert all(stored == computed for _pk, stored, computed, _r in rows)

@@ -1,0 +1,24 @@
+"""Receivers of other apps' signals."""
+
+from customers.timeline_json import forget_renditions
+
+
+def _code_changed(instance) -> bool:
+    if instance._state.adding or instance.pk is None:
+        return False
+    old = type(instance)._base_manager.filter(pk=instance.pk).values_list("code", flat=True)
+    old = old.first()
+    return old is not None and old != instance.code
+
+
+def on_channel_saving(sender, instance, **kwargs) -> None:
+    """A channel's code changes (the admin keeps it fixed; code may not): its events' stored
+    timeline JSON names the old one."""
+    if _code_changed(instance):
+        forget_renditions(channel_id=instance.pk)
+
+
+def on_location_saving(sender, instance, **kwargs) -> None:
+    """A location's code changes: its events' stored timeline JSON names the old one."""
+    if _code_changed(instance):
+        forget_renditions(location_id=instance.pk)
