@@ -221,6 +221,8 @@ class TouchpointKind(models.TextChoices):
     REMOVE_FROM_CART = "remove_from_cart", "Remove from cart"
     CHECKOUT_STARTED = "checkout_started", "Checkout started"
     PURCHASE = "purchase", "Purchase"
+    # Takes back the purchase with the same ``properties.order`` (counters, last purchase).
+    ORDER_CANCELLED = "order_cancelled", "Order cancelled"
     RETURN = "return", "Return"
     STORE_VISIT = "store_visit", "Store visit"
     PICKUP = "pickup", "Pickup"

@@ -19,6 +19,8 @@ from customers.models import (
     Customer,
     CustomerChannelStat,
     PreferenceSource,
+    Touchpoint,
+    TouchpointKind,
 )
 from omni.db import bulk_update_values
 from omni.models import MESSAGING_KINDS, Channel, ChannelKind
@@ -41,6 +43,26 @@ class Usage:
     purchases: int = 0
     revenue: Decimal = Decimal(0)
     last_purchase: datetime | None = None
+    cancelled: bool = False  # a purchase was taken back: the last purchase is looked up again
+
+
+def last_purchase_of(customer_id: int) -> datetime | None:
+    """When she last bought: her latest purchase event whose order was not cancelled since
+    (an ``order_cancelled`` event naming the same ``properties.order``)."""
+    cancelled = set(
+        Touchpoint.objects.filter(customer_id=customer_id, kind=TouchpointKind.ORDER_CANCELLED)
+        .exclude(properties__order=None)
+        .values_list("properties__order", flat=True)
+    )
+    purchases = (
+        Touchpoint.objects.filter(customer_id=customer_id, kind=TouchpointKind.PURCHASE)
+        .order_by("-occurred_at", "-id")
+        .values_list("occurred_at", "properties__order")
+    )
+    for at, order in purchases.iterator(chunk_size=100):
+        if order is None or order not in cancelled:
+            return at
+    return None
 
 
 def _messaging_by_kind() -> dict[str, int]:
@@ -152,12 +174,18 @@ def stats_apply(*, usage: dict[int, Usage], channel_usage: dict[tuple[int, int],
         add = usage[customer.pk]
         customer.first_seen_at = min(filter(None, (customer.first_seen_at, add.first)))
         customer.last_seen_at = max(filter(None, (customer.last_seen_at, add.last)))
-        if add.last_purchase is not None:
+        if add.cancelled:
+            customer.last_purchase_at = last_purchase_of(customer.pk)
+        elif add.last_purchase is not None:
             customer.last_purchase_at = max(
                 filter(None, (customer.last_purchase_at, add.last_purchase))
             )
-        customer.lifetime_orders += add.purchases
-        customer.lifetime_revenue = Decimal(customer.lifetime_revenue) + add.revenue
+        # A cancellation takes back what its purchase added (never below nothing, should the
+        # purchase have been recorded before the counters existed).
+        customer.lifetime_orders = max(0, customer.lifetime_orders + add.purchases)
+        customer.lifetime_revenue = max(
+            Decimal(0), Decimal(customer.lifetime_revenue) + add.revenue
+        )
     bulk_update_values(
         Customer,
         customers,

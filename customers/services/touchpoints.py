@@ -328,6 +328,10 @@ def _write(events: list[Event], customer_ids: list[int], source: str, now) -> se
             add.purchases += 1
             add.revenue += e.amount or 0
             add.last_purchase = max(filter(None, (add.last_purchase, e.occurred_at)))
+        elif e.kind == Kind.ORDER_CANCELLED:
+            add.purchases -= 1
+            add.revenue -= e.amount or 0
+            add.cancelled = True
         entry = channel_usage.get((customer_id, e.channel_id))
         if entry is None:
             channel_usage[(customer_id, e.channel_id)] = [1, e.occurred_at, e.occurred_at]

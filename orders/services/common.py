@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from catalog.models import ChannelListing, Variant
 from customers.identifiers import Identifier, identifiers_parse
-from customers.models import Customer
+from customers.models import Customer, Touchpoint
 from customers.services.common import customer_lock
 from customers.services.resolution import customer_resolve
 from customers.services.touchpoints import touchpoint_record
@@ -295,6 +295,18 @@ def timeline(order: Order, kind: str, event: str, *, location=None, properties=N
         occurred_at=at,
         location=location,
         properties={"order": order.number, **(properties or {})},
+    )
+
+
+def purchase_recorded(order: Order) -> dict | None:
+    """The properties of the purchase event placing ``order`` put on its customer's timeline,
+    or None when none was (an anonymous order, an erased customer)."""
+    if order.customer_id is None:
+        return None
+    return (
+        Touchpoint.objects.filter(source=SOURCE, event_id=f"{order.number}:placed")
+        .values_list("properties", flat=True)
+        .first()
     )
 
 

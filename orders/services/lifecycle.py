@@ -37,7 +37,7 @@ from orders.models import (
     OrderStatusChange,
 )
 
-from .common import actor_or_none, order_lock, order_row_lock, timeline
+from .common import actor_or_none, order_lock, order_row_lock, purchase_recorded, timeline
 
 S = OrderStatus
 TRANSITIONS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -242,8 +242,28 @@ def order_cancel(*, order: Order, source: str, actor=None, reason: str = "") -> 
         order.needs_attention = False
         order.attention_reason = ""
         order.save(update_fields=["needs_attention", "attention_reason", "updated_at"])
+    _take_back_purchase(order, reason)
     emit(order, "order.cancelled", reason=reason)
     return order
+
+
+def _take_back_purchase(order: Order, reason: str) -> None:
+    """The cancellation on the customer's timeline, taking back what the order's purchase
+    added to her counters (lifetime orders and revenue, last purchase). Only where that
+    purchase was recorded (the order had its customer when placed)."""
+    placed = purchase_recorded(order)
+    if placed is None:
+        return
+    timeline(
+        order,
+        TouchpointKind.ORDER_CANCELLED,
+        "cancelled",
+        properties={
+            "amount": placed.get("amount", str(order.total)),
+            "currency": order.currency,
+            **({"reason": reason} if reason else {}),
+        },
+    )
 
 
 def _transfers_lock(order_pk: int) -> list:

@@ -396,9 +396,9 @@ def test_one_bad_event_refuses_the_whole_batch(channels):
                     "kind": [
                         "Unknown kind 'teleport'; one of: add_to_cart, app_open, "
                         "checkout_started, consent_changed, link_clicked, message_opened, "
-                        "message_sent, pickup, product_view, profile_updated, purchase, qr_scan, "
-                        "remove_from_cart, return, search, sign_up, store_visit, "
-                        "support_message."
+                        "message_sent, order_cancelled, pickup, product_view, profile_updated, "
+                        "purchase, qr_scan, remove_from_cart, return, search, sign_up, "
+                        "store_visit, support_message."
                     ]
                 }
             }
@@ -464,9 +464,9 @@ def test_every_error_is_reported_by_index(channels):
                     "kind": [
                         "Unknown kind ['search']; one of: add_to_cart, app_open, "
                         "checkout_started, consent_changed, link_clicked, message_opened, "
-                        "message_sent, pickup, product_view, profile_updated, purchase, qr_scan, "
-                        "remove_from_cart, return, search, sign_up, store_visit, "
-                        "support_message."
+                        "message_sent, order_cancelled, pickup, product_view, profile_updated, "
+                        "purchase, qr_scan, remove_from_cart, return, search, sign_up, "
+                        "store_visit, support_message."
                     ],
                     "channel": ["Required."],
                 },

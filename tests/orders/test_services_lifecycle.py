@@ -452,3 +452,96 @@ def test_an_item_retired_while_in_transit_still_arrives_and_flags_the_order(shop
     assert order.attention_reason == (
         f"Transfer {transfer.number} could not be held: Some lines cannot be reserved."
     )
+
+
+def test_cancelling_takes_the_purchase_back_from_the_customers_counters(shop, stock, clock):
+    from decimal import Decimal
+
+    stock.put(shop.warehouse, shop.a, 10)
+    first = ship(shop, ("SKU-A", 1), identifiers=_email())
+    clock.advance(days=1)
+    second = ship(shop, ("SKU-A", 2), identifiers=_email())
+    customer = second.customer
+    customer.refresh_from_db()
+    assert (customer.lifetime_orders, customer.last_purchase_at) == (2, T0 + timedelta(days=1))
+    revenue_before = customer.lifetime_revenue
+
+    clock.advance(hours=2)
+    order_cancel(order=second, source="test", reason="Changed her mind")
+    customer.refresh_from_db()
+    # As if the second order had never been: her last purchase is the first one again.
+    assert customer.lifetime_orders == 1
+    assert customer.lifetime_revenue == revenue_before - second.total == first.total
+    assert customer.last_purchase_at == T0
+    event = Touchpoint.objects.get(event_id=f"{second.number}:cancelled")
+    assert (event.kind, event.customer_id, event.occurred_at) == (
+        "order_cancelled",
+        customer.pk,
+        T0 + timedelta(days=1, hours=2),
+    )
+    assert event.properties == {
+        "order": second.number,
+        "amount": str(second.total),
+        "currency": "EUR",
+        "reason": "Changed her mind",
+    }
+
+    order_cancel(order=first, source="test")
+    customer.refresh_from_db()
+    assert (customer.lifetime_orders, customer.lifetime_revenue, customer.last_purchase_at) == (
+        0,
+        Decimal("0.00"),
+        None,
+    )
+
+
+def test_cancelling_an_anonymous_order_touches_no_timeline(shop, stock):
+    stock.put(shop.warehouse, shop.a, 10)
+    order = ship(shop, ("SKU-A", 1))
+    order_cancel(order=order, source="test")
+    assert order.customer_id is None
+    assert not Touchpoint.objects.exists()
+
+
+def test_a_cancellation_sent_by_an_integrator_takes_back_its_purchase(shop):
+    from customers.models import Customer
+    from customers.services import touchpoints_ingest
+
+    who = [{"kind": "email", "value": "camille@example.com"}]
+    touchpoints_ingest(
+        source="client:1",
+        events=[
+            {
+                "event_id": "p1",
+                "kind": "purchase",
+                "channel": "web",
+                "occurred_at": "2026-03-01T10:00:00Z",
+                "identifiers": who,
+                "properties": {"order": "M-1", "amount": "10.00"},
+            },
+            {
+                "event_id": "p2",
+                "kind": "purchase",
+                "channel": "web",
+                "occurred_at": "2026-03-02T10:00:00Z",
+                "identifiers": who,
+                "properties": {"order": "M-2", "amount": "25.00"},
+            },
+        ],
+    )
+    touchpoints_ingest(
+        source="client:1",
+        events=[
+            {
+                "event_id": "c2",
+                "kind": "order_cancelled",
+                "channel": "web",
+                "occurred_at": "2026-03-03T10:00:00Z",
+                "identifiers": who,
+                "properties": {"order": "M-2", "amount": "25.00"},
+            }
+        ],
+    )
+    customer = Customer.objects.get()
+    assert (customer.lifetime_orders, str(customer.lifetime_revenue)) == (1, "10.00")
+    assert customer.last_purchase_at.isoformat() == "2026-03-01T10:00:00+00:00"
