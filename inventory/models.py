@@ -16,6 +16,18 @@ from django.db.models.functions import Coalesce
 
 from omni.models import Channel, code_validator
 
+# The store pages live under /store/<location code>/ beside these pages of their own: a
+# location with one of these codes would have pages nobody can reach.
+RESERVED_LOCATION_CODES = frozenset(("sign-in", "sign-out", "switch"))
+
+
+def validate_location_code(value: str) -> None:
+    if value in RESERVED_LOCATION_CODES:
+        raise ValidationError(
+            f"“{value}” names a store page of its own; choose another code "
+            f"(not {', '.join(sorted(RESERVED_LOCATION_CODES))})."
+        )
+
 
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
@@ -35,7 +47,9 @@ class LocationQuerySet(models.QuerySet):
 class Location(models.Model):
     """A store or a warehouse that holds stock."""
 
-    code = models.CharField(max_length=40, unique=True, validators=[code_validator])
+    code = models.CharField(
+        max_length=40, unique=True, validators=[code_validator, validate_location_code]
+    )
     name = models.CharField(max_length=120)
     kind = models.CharField(max_length=20, choices=LocationKind.choices)
     address_line1 = models.CharField("address", max_length=200, blank=True)

@@ -674,6 +674,25 @@ def test_location_with_half_its_coordinates_is_refused(staff):
     assert not Location.objects.filter(code="lille").exists()
 
 
+@pytest.mark.parametrize("code", ["sign-in", "sign-out", "switch"])
+def test_a_location_code_that_names_a_store_page_is_refused(staff, code):
+    response = staff.post(url("location", "add"), location_data(code=code))
+
+    assert response.status_code == 200
+    assert f"“{code}” names a store page of its own" in " ".join(
+        response.context["adminform"].form.errors["code"]
+    )
+    assert not Location.objects.filter(code=code).exists()
+
+
+def test_the_reserved_codes_are_the_store_pages_own():
+    from inventory.models import RESERVED_LOCATION_CODES
+    from orders.urls import urlpatterns
+
+    fixed = {str(p.pattern).split("/")[0] for p in urlpatterns if "<" not in str(p.pattern)}
+    assert fixed - {""} == RESERVED_LOCATION_CODES
+
+
 def test_location_code_is_fixed_and_locations_are_not_deleted(staff, stores):
     warehouse = stores[0]
 
