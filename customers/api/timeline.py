@@ -182,7 +182,12 @@ def _with_computed(rows: list) -> list:
         .annotate(row_json=ROW_JSON)
         .values_list("id", "row_json")
     )
-    return [row if row[2] is not None else (row[0], row[1], computed[row[0]]) for row in rows]
+    # An event erased between the two queries is gone from the page.
+    return [
+        row if row[2] is not None else (row[0], row[1], computed[row[0]])
+        for row in rows
+        if row[2] is not None or row[0] in computed
+    ]
 
 
 # Compiled once and prepared once per connection; see ``_of_one`` for why their generic

@@ -314,3 +314,16 @@ def test_the_migration_stores_the_json_of_earlier_events(mixed):
     rows = _stored_and_computed()
     assert [rendition is not None for *_rest, rendition in rows] == [True, True]
     assert all(stored == computed for _pk, stored, computed, _r in rows)
+
+
+def test_an_event_erased_between_the_two_queries_leaves_the_page(mixed):
+    from django.utils import timezone
+
+    from customers.api.timeline import _with_computed
+    from customers.models import Touchpoint
+
+    kept = Touchpoint.objects.get(event_id="in-store")
+    rows = [(kept.pk, kept.occurred_at, None), (10**12, timezone.now(), None)]
+
+    assert [row[0] for row in _with_computed(rows)] == [kept.pk]
+    assert '"event_id":"in-store"' in _with_computed(rows)[0][2]
