@@ -145,6 +145,15 @@ def return_detail_queryset() -> QuerySet:
     )
 
 
+DETAIL_RELATIONS = frozenset(("lines", "history", "fulfilments", "returns"))
+
+
+def order_detail_in_hand(order: Order) -> bool:
+    """Whether ``order`` already holds what ``order_detail_queryset`` reads (an order just
+    placed by ``order_place``), so that its page needs no query."""
+    return set(getattr(order, "_prefetched_objects_cache", ())) >= DETAIL_RELATIONS
+
+
 def order_detail_queryset() -> QuerySet:
     """Orders with everything an order's page shows (the API, the store pages, the customer's
     confirmation): lines, status history, fulfilments and returns, in a fixed number of

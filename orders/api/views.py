@@ -203,7 +203,10 @@ def order_details() -> QuerySet:
 
 
 def order_data(request, order: Order, queryset: QuerySet | None = None) -> dict:
-    """The order as ``OrderDetailOutputSerializer`` renders it, read afresh."""
+    """The order as ``OrderDetailOutputSerializer`` renders it, read afresh (unless it was
+    just placed and holds all its page shows: ``selectors.order_detail_in_hand``)."""
+    if queryset is None and selectors.order_detail_in_hand(order):
+        return OrderDetailOutputSerializer(order, context={"request": request}).data
     fresh = (queryset if queryset is not None else order_details()).get(pk=order.pk)
     return OrderDetailOutputSerializer(fresh, context={"request": request}).data
 

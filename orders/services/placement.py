@@ -225,7 +225,7 @@ def order_place(
         _source_pickup(order, order_lines, priced, actor)
     else:
         _sell_in_store(order, priced, source, actor)
-    OrderStatusChange.objects.create(
+    placed = OrderStatusChange.objects.create(
         order=order,
         from_status="",
         to_status=order.status,
@@ -234,6 +234,10 @@ def order_place(
         actor=actor_or_none(actor),
         note="Placed",
     )
+    if fulfilment_method == FulfilmentMethod.SHIP:
+        # Everything its page shows is in hand (nothing else wrote to it): callers show it
+        # without reading it back (``orders.selectors.order_detail_queryset`` reads the same).
+        _hold_relations(order, lines=order_lines, history=[placed], fulfilments=[], returns=[])
     if cart is not None:
         # An anonymous cart checked out with identifiers joins the customer with its order.
         Cart.objects.filter(pk=cart.pk).update(
@@ -257,6 +261,18 @@ def order_place(
     )
     emit(order, "order.placed")
     return order
+
+
+def _hold_relations(order: Order, **relations) -> None:
+    """Cache related rows on ``order`` as ``prefetch_related`` would (its managers then
+    answer from them without a query)."""
+    cache = {}
+    for name, rows in relations.items():
+        queryset = getattr(order, name).all()  # lazy: nothing is read
+        queryset._result_cache = list(rows)
+        queryset._prefetch_done = True
+        cache[name] = queryset
+    order._prefetched_objects_cache = cache
 
 
 def _refuse_duplicate(channel, reference: str, racing: bool = False):

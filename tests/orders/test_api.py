@@ -139,6 +139,34 @@ def test_place_a_shipped_order(writer, shop, stock):
     assert stock.row(shop.warehouse, shop.b) == (5, 1)
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"identifiers": [{"kind": "email", "value": "camille@example.com"}], "note": "Gift"},
+        {"external_reference": "WEB-77", "contact_name": "Zoé « Z » Martin"},
+    ],
+)
+def test_a_placed_order_is_shown_as_it_reads_back_without_reading_it(writer, shop, stock, extra):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    stock.put(shop.warehouse, shop.a, 10)
+    stock.put(shop.warehouse, shop.b, 5)
+    with CaptureQueriesContext(connection) as captured:
+        response = writer.post(ORDERS, ship_body(**extra))
+
+    assert response.status_code == 201, response.content
+    read_back = [
+        q["sql"]
+        for q in captured
+        if q["sql"].startswith("SELECT")
+        and any(f'FROM "{t}"' in q["sql"] for t in ("orders_orderline", "orders_return"))
+    ]
+    assert read_back == []
+    assert response.json() == writer.get(order_url(response.json()["number"])).json()
+
+
 def test_ship_to_serves_the_nearest_location(writer, shop, stock):
     ChannelStockPolicy.objects.create(channel=shop.web, allocation_strategy="nearest")
     stock.put(shop.warehouse, shop.a, 10)

@@ -14,6 +14,7 @@ from tests.orders.api_fixtures import (
     assert_error,
     cart_url,
     iso,
+    order_url,
     snapshot,
     source_of,
     web_client_fixture,  # noqa: F401
@@ -431,6 +432,17 @@ def test_checkout_for_pickup(writer, shop, stock):
     order = Order.objects.get()
     assert (response.json()["store"], response.json()["pickup_code"]) == ("lyon", order.pickup_code)
     assert stock.row(shop.lyon, shop.a) == (5, 2)
+
+
+def test_a_checked_out_order_is_shown_as_it_reads_back(writer, shop, stock):
+    stock.put(shop.warehouse, shop.a, 10)
+    cart = a_cart(shop, ("SKU-A", 2))
+
+    response = writer.post(cart_url(cart.token, "checkout"), checkout_body())
+
+    assert response.status_code == 201, response.content
+    assert response.json()["cart"] == cart.token
+    assert response.json() == writer.get(order_url(response.json()["number"])).json()
 
 
 def test_a_converted_cart_changes_no_more(writer, shop, stock):
