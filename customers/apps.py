@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import pre_save
+from django.db.models.signals import post_save, pre_delete, pre_save
 
 
 class CustomersConfig(AppConfig):
@@ -9,7 +9,15 @@ class CustomersConfig(AppConfig):
         from inventory.models import Location
         from omni.models import Channel
 
-        from .receivers import on_channel_saving, on_location_saving
+        from . import receivers
 
-        pre_save.connect(on_channel_saving, sender=Channel, dispatch_uid="customers.channel")
-        pre_save.connect(on_location_saving, sender=Location, dispatch_uid="customers.location")
+        for model, saved in (
+            (Channel, receivers.on_channel_saved),
+            (Location, receivers.on_location_saved),
+        ):
+            uid = f"customers.{model._meta.model_name}"
+            pre_save.connect(receivers.on_code_saving, sender=model, dispatch_uid=uid)
+            post_save.connect(saved, sender=model, dispatch_uid=uid)
+        pre_delete.connect(
+            receivers.on_location_deleting, sender=Location, dispatch_uid="customers.location"
+        )

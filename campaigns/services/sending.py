@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from campaigns.models import (
@@ -483,17 +483,20 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
     now = now or timezone.now()
     limit = limit or settings.OMNI_SEND_BATCH
     result = DeliverResult()
-    # A paused campaign's queued messages wait with its enrolments (nothing of it is sent
-    # until it is activated again).
-    active = list(
-        Campaign.objects.filter(status=CampaignStatus.ACTIVE).values_list("pk", flat=True)
-    )
-    if not active:
-        return result
     with transaction.atomic():
+        # A paused campaign's queued messages wait with its enrolments (nothing of it is sent
+        # until it is activated again); once its end date passed (it can no longer be
+        # activated) they are taken, to be suppressed by the check below.
+        sendable = list(
+            Campaign.objects.filter(
+                Q(status=CampaignStatus.ACTIVE) | Q(ends_at__lte=now)
+            ).values_list("pk", flat=True)
+        )
+        if not sendable:
+            return result
         ids = list(
             Message.objects.filter(
-                status=MessageStatus.QUEUED, next_attempt_at__lte=now, campaign_id__in=active
+                status=MessageStatus.QUEUED, next_attempt_at__lte=now, campaign_id__in=sendable
             )
             .select_for_update(skip_locked=True)
             .order_by("next_attempt_at", "pk")
@@ -510,11 +513,19 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
     )
     _attach_shared(messages)
     result.attempted = len(messages)
-    # A retry, or a message that waited since it was due (its campaign paused, the workers
-    # stopped), is checked again before it goes.
+    # A retry, a message that waited since it was due (its campaign paused, the workers
+    # stopped) or one of a campaign no longer active is checked again before it goes.
     waited = now - RECHECK_AFTER
     finished = _recheck_retries(
-        [m for m in messages if m.attempts > 1 or m.next_attempt_at < waited], now, result
+        [
+            m
+            for m in messages
+            if m.attempts > 1
+            or m.next_attempt_at < waited
+            or m.campaign.status != CampaignStatus.ACTIVE
+        ],
+        now,
+        result,
     )
     held = {m.pk for m in finished}
     messages = [m for m in messages if m.pk not in held]

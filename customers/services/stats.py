@@ -8,7 +8,7 @@ channel used last. A channel the customer opted out of is never inferred, and on
 herself is never overwritten.
 """
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -38,30 +38,50 @@ REACHED_BY = {
 class Usage:
     """What a set of new touchpoints adds to one customer."""
 
-    first: datetime
-    last: datetime
+    first: datetime | None  # None: no activity of hers (a cancellation alone)
+    last: datetime | None
     purchases: int = 0
     revenue: Decimal = Decimal(0)
     last_purchase: datetime | None = None
     cancelled: bool = False  # a purchase was taken back: the last purchase is looked up again
 
 
+def order_key(properties) -> str | None:
+    """An event's ``properties.order`` as text, so that 1001 and "1001" name the same order;
+    None when there is none."""
+    value = properties.get("order") if isinstance(properties, dict) else None
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
 def last_purchase_of(customer_id: int) -> datetime | None:
-    """When she last bought: her latest purchase event whose order was not cancelled since
-    (an ``order_cancelled`` event naming the same ``properties.order``)."""
-    cancelled = set(
-        Touchpoint.objects.filter(customer_id=customer_id, kind=TouchpointKind.ORDER_CANCELLED)
-        .exclude(properties__order=None)
-        .values_list("properties__order", flat=True)
-    )
-    purchases = (
-        Touchpoint.objects.filter(customer_id=customer_id, kind=TouchpointKind.PURCHASE)
+    """When she last bought: her latest purchase event not taken back by an
+    ``order_cancelled`` event naming the same ``properties.order`` (each cancellation takes
+    back the newest purchase of its order, as ``_cancelled_purchase`` counted it)."""
+    events = list(
+        Touchpoint.objects.filter(
+            customer_id=customer_id,
+            kind__in=(TouchpointKind.PURCHASE, TouchpointKind.ORDER_CANCELLED),
+        )
         .order_by("-occurred_at", "-id")
-        .values_list("occurred_at", "properties__order")
+        .values_list("kind", "occurred_at", "properties")
     )
-    for at, order in purchases.iterator(chunk_size=100):
-        if order is None or order not in cancelled:
-            return at
+    cancelled = Counter(
+        key
+        for kind, _at, properties in events
+        if kind == TouchpointKind.ORDER_CANCELLED and (key := order_key(properties)) is not None
+    )
+    for kind, at, properties in events:
+        if kind != TouchpointKind.PURCHASE:
+            continue
+        key = order_key(properties)
+        if key is not None and cancelled[key] > 0:
+            cancelled[key] -= 1
+            continue
+        return at
     return None
 
 
@@ -172,8 +192,10 @@ def stats_apply(*, usage: dict[int, Usage], channel_usage: dict[tuple[int, int],
     )
     for customer in customers:
         add = usage[customer.pk]
-        customer.first_seen_at = min(filter(None, (customer.first_seen_at, add.first)))
-        customer.last_seen_at = max(filter(None, (customer.last_seen_at, add.last)))
+        customer.first_seen_at = min(
+            filter(None, (customer.first_seen_at, add.first)), default=None
+        )
+        customer.last_seen_at = max(filter(None, (customer.last_seen_at, add.last)), default=None)
         if add.cancelled:
             customer.last_purchase_at = last_purchase_of(customer.pk)
         elif add.last_purchase is not None:

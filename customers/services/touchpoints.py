@@ -26,7 +26,7 @@ from omni.models import Channel
 
 from .common import customer_lock, identifiers_lock
 from .resolution import ResolveRequest, drop_blocked, identities_resolve, survivor_of
-from .stats import Usage, stats_apply
+from .stats import Usage, order_key, stats_apply
 
 MAX_EVENTS = 1000
 KINDS = frozenset(k.value for k in TouchpointKind)
@@ -315,8 +315,13 @@ def _write(events: list[Event], customer_ids: list[int], source: str, now) -> se
     inserted = _insert(events, customer_ids, source, now)
     usage: dict[int, Usage] = {}
     channel_usage: dict[tuple[int, int], list] = {}
+    cancellations = []
     for e, customer_id in zip(events, customer_ids, strict=True):
         if e.event_id not in inserted:
+            continue
+        if e.kind == Kind.ORDER_CANCELLED:
+            # Not her activity (staff or the shop cancelled): only the purchase is taken back.
+            cancellations.append((customer_id, e))
             continue
         add = usage.get(customer_id)
         if add is None:
@@ -328,10 +333,6 @@ def _write(events: list[Event], customer_ids: list[int], source: str, now) -> se
             add.purchases += 1
             add.revenue += e.amount or 0
             add.last_purchase = max(filter(None, (add.last_purchase, e.occurred_at)))
-        elif e.kind == Kind.ORDER_CANCELLED:
-            add.purchases -= 1
-            add.revenue -= e.amount or 0
-            add.cancelled = True
         entry = channel_usage.get((customer_id, e.channel_id))
         if entry is None:
             channel_usage[(customer_id, e.channel_id)] = [1, e.occurred_at, e.occurred_at]
@@ -339,8 +340,46 @@ def _write(events: list[Event], customer_ids: list[int], source: str, now) -> se
             entry[0] += 1
             entry[1] = min(entry[1], e.occurred_at)
             entry[2] = max(entry[2], e.occurred_at)
+    for customer_id, e in cancellations:
+        amount = _cancelled_purchase(customer_id, e)
+        if amount is None:
+            continue  # no purchase of that order left to take back: counters unchanged
+        add = usage.get(customer_id)
+        if add is None:
+            add = usage[customer_id] = Usage(first=None, last=None)
+        add.purchases -= 1
+        add.revenue -= amount
+        add.cancelled = True
     stats_apply(usage=usage, channel_usage=channel_usage)
     return inserted
+
+
+def _cancelled_purchase(customer_id: int, cancellation: Event) -> Decimal | None:
+    """The amount of the purchase ``cancellation`` (just recorded) takes back: one of her
+    purchases with the same ``properties.order`` (compared as text: 1001 and "1001" match),
+    as long as there are more of those than cancellations of that order (a second
+    cancellation of the same order, under another event id, takes nothing back). None when
+    there is none."""
+    order = order_key(cancellation.properties)
+    if order is None:
+        return None
+    cancelled, purchases = 0, []
+    for kind, properties in (
+        Touchpoint.objects.filter(
+            customer_id=customer_id, kind__in=(Kind.PURCHASE, Kind.ORDER_CANCELLED)
+        )
+        .order_by("-occurred_at", "-id")
+        .values_list("kind", "properties")
+    ):
+        if order_key(properties) != order:
+            continue
+        if kind == Kind.ORDER_CANCELLED:
+            cancelled += 1
+        else:
+            purchases.append(properties)
+    if not purchases or cancelled > len(purchases):
+        return None
+    return _amount(purchases[0])[0] or Decimal(0)
 
 
 def touchpoints_ingest(*, source: str, events: list, now: datetime | None = None) -> IngestResult:

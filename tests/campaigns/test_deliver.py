@@ -398,3 +398,23 @@ def test_a_message_that_waited_is_checked_again_before_it_goes(
     held.refresh_from_db()
     assert held.status == "sent"
     assert recorder.calls == [held.pk]
+
+
+def test_a_paused_campaign_that_ended_suppresses_its_queued_messages(
+    recorder, make_customer, campaign
+):
+    from campaigns.models import Campaign
+    from campaigns.services.campaigns import campaign_pause
+
+    enrol(campaign, make_customer())
+    steps_claim(now=NOON)
+    campaign_pause(campaign=campaign)
+    assert messages_deliver(now=NOON + timedelta(minutes=1)).attempted == 0
+    # Its end date passes while it is paused: it can no longer be activated.
+    Campaign.objects.filter(pk=campaign.pk).update(ends_at=NOON + timedelta(days=1))
+    result = messages_deliver(now=NOON + timedelta(days=1, minutes=1))
+
+    assert (result.attempted, result.suppressed) == (1, 1)
+    m = Message.objects.get()
+    assert (m.status, m.reason, m.detail) == ("suppressed", "exited", "campaign_ended")
+    assert recorder.calls == []

@@ -545,3 +545,72 @@ def test_a_cancellation_sent_by_an_integrator_takes_back_its_purchase(shop):
     customer = Customer.objects.get()
     assert (customer.lifetime_orders, str(customer.lifetime_revenue)) == (1, "10.00")
     assert customer.last_purchase_at.isoformat() == "2026-03-01T10:00:00+00:00"
+    # Not her activity: she was last seen at her last purchase event.
+    assert customer.last_seen_at.isoformat() == "2026-03-02T10:00:00+00:00"
+
+    def cancel(event_id, order, **properties):
+        touchpoints_ingest(
+            source="client:1",
+            events=[
+                {
+                    "event_id": event_id,
+                    "kind": "order_cancelled",
+                    "channel": "web",
+                    "occurred_at": "2026-03-04T10:00:00Z",
+                    "identifiers": who,
+                    "properties": {"order": order, **properties},
+                }
+            ],
+        )
+
+    # The same order cancelled again under another id, an order she never bought, a
+    # cancellation without an order: nothing more is taken back.
+    cancel("c2-again", "M-2", amount="25.00")
+    cancel("c9", "M-9", amount="99.00")
+    cancel("c0", None)
+    customer.refresh_from_db()
+    assert (customer.lifetime_orders, str(customer.lifetime_revenue)) == (1, "10.00")
+    assert customer.last_purchase_at.isoformat() == "2026-03-01T10:00:00+00:00"
+    # The amount taken back is the purchase's, whatever the cancellation says.
+    cancel("c1", "M-1", amount="1.00")
+    customer.refresh_from_db()
+    assert (
+        customer.lifetime_orders,
+        str(customer.lifetime_revenue),
+        customer.last_purchase_at,
+    ) == (
+        0,
+        "0.00",
+        None,
+    )
+
+
+def test_an_order_number_matches_as_text_whatever_its_json_type(shop):
+    from customers.models import Customer
+    from customers.services import touchpoints_ingest
+
+    who = [{"kind": "email", "value": "lea@example.com"}]
+    touchpoints_ingest(
+        source="client:1",
+        events=[
+            {
+                "event_id": "p1",
+                "kind": "purchase",
+                "channel": "web",
+                "occurred_at": "2026-03-01T10:00:00Z",
+                "identifiers": who,
+                "properties": {"order": 1001, "amount": "30.00"},
+            },
+            {
+                "event_id": "c1",
+                "kind": "order_cancelled",
+                "channel": "web",
+                "occurred_at": "2026-03-01T11:00:00Z",
+                "identifiers": who,
+                "properties": {"order": "1001"},
+            },
+        ],
+    )
+    customer = Customer.objects.get()
+    assert (customer.lifetime_orders, str(customer.lifetime_revenue)) == (0, "0.00")
+    assert customer.last_purchase_at is None
