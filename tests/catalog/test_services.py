@@ -898,7 +898,7 @@ def _race(target, count=4):
     return results, errors
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_publish_of_the_same_variants_creates_each_listing_once():
     channel = ChannelFactory(code="web", kind=ChannelKind.WEB)
     variants = VariantFactory.create_batch(20)
@@ -910,7 +910,7 @@ def test_concurrent_publish_of_the_same_variants_creates_each_listing_once():
     assert OutboxEvent.objects.filter(type="catalog.listing.published").count() == 20
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_unpublish_emits_one_event_per_listing():
     channel = ChannelFactory(code="web", kind=ChannelKind.WEB)
     listings = ListingFactory.create_batch(10, channel=channel, is_published=True)
@@ -921,7 +921,7 @@ def test_concurrent_unpublish_emits_one_event_per_listing():
     assert OutboxEvent.objects.filter(type="catalog.listing.unpublished").count() == 10
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_upserts_of_a_new_listing_create_it_once():
     channel = ChannelFactory(code="web", kind=ChannelKind.WEB)
     variant = VariantFactory()
