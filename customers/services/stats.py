@@ -57,11 +57,11 @@ def order_key(properties) -> str | None:
     return str(value)
 
 
-def last_purchase_of(customer_id: int) -> datetime | None:
-    """When she last bought: her latest purchase event not taken back by an
-    ``order_cancelled`` event naming the same ``properties.order`` (each cancellation takes
-    back the newest purchase of its order, as ``_cancelled_purchase`` counted it)."""
-    events = list(
+def purchase_events(customer_id: int) -> list[tuple[str, datetime, object]]:
+    """Her purchase and cancellation events, newest first: ``(kind, occurred_at,
+    properties)``. Each cancellation takes back the newest purchase of its order
+    (``order_key``) not taken back before."""
+    return list(
         Touchpoint.objects.filter(
             customer_id=customer_id,
             kind__in=(TouchpointKind.PURCHASE, TouchpointKind.ORDER_CANCELLED),
@@ -69,6 +69,12 @@ def last_purchase_of(customer_id: int) -> datetime | None:
         .order_by("-occurred_at", "-id")
         .values_list("kind", "occurred_at", "properties")
     )
+
+
+def last_purchase_of(customer_id: int) -> datetime | None:
+    """When she last bought: her latest purchase event not taken back by an
+    ``order_cancelled`` event naming the same order (see ``purchase_events``)."""
+    events = purchase_events(customer_id)
     cancelled = Counter(
         key
         for kind, _at, properties in events

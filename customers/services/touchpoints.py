@@ -8,6 +8,7 @@ written in one insert, and the profile statistics move with them.
 """
 
 import json
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -26,7 +27,7 @@ from omni.models import Channel
 
 from .common import customer_lock, identifiers_lock
 from .resolution import ResolveRequest, drop_blocked, identities_resolve, survivor_of
-from .stats import Usage, order_key, stats_apply
+from .stats import Usage, order_key, purchase_events, stats_apply
 
 MAX_EVENTS = 1000
 KINDS = frozenset(k.value for k in TouchpointKind)
@@ -340,46 +341,47 @@ def _write(events: list[Event], customer_ids: list[int], source: str, now) -> se
             entry[0] += 1
             entry[1] = min(entry[1], e.occurred_at)
             entry[2] = max(entry[2], e.occurred_at)
+    by_customer: dict[int, list[Event]] = defaultdict(list)
     for customer_id, e in cancellations:
-        amount = _cancelled_purchase(customer_id, e)
-        if amount is None:
-            continue  # no purchase of that order left to take back: counters unchanged
+        by_customer[customer_id].append(e)
+    for customer_id, cancelled in by_customer.items():
+        amounts = _taken_back(customer_id, cancelled)
+        if not amounts:
+            continue  # no purchase of those orders left to take back: counters unchanged
         add = usage.get(customer_id)
         if add is None:
             add = usage[customer_id] = Usage(first=None, last=None)
-        add.purchases -= 1
-        add.revenue -= amount
+        add.purchases -= len(amounts)
+        add.revenue -= sum(amounts)
         add.cancelled = True
     stats_apply(usage=usage, channel_usage=channel_usage)
     return inserted
 
 
-def _cancelled_purchase(customer_id: int, cancellation: Event) -> Decimal | None:
-    """The amount of the purchase ``cancellation`` (just recorded) takes back: one of her
-    purchases with the same ``properties.order`` (compared as text: 1001 and "1001" match),
-    as long as there are more of those than cancellations of that order (a second
-    cancellation of the same order, under another event id, takes nothing back). None when
-    there is none."""
-    order = order_key(cancellation.properties)
-    if order is None:
-        return None
-    cancelled, purchases = 0, []
-    for kind, properties in (
-        Touchpoint.objects.filter(
-            customer_id=customer_id, kind__in=(Kind.PURCHASE, Kind.ORDER_CANCELLED)
-        )
-        .order_by("-occurred_at", "-id")
-        .values_list("kind", "properties")
-    ):
-        if order_key(properties) != order:
+def _taken_back(customer_id: int, cancellations: list[Event]) -> list[Decimal]:
+    """The amounts of the purchases these cancellations (just recorded) take back. Each
+    takes the newest purchase of its order (``properties.order`` as text: 1001 and "1001"
+    match) that no earlier cancellation took; one that finds none (the same order cancelled
+    again under another event id, an order she never bought) takes nothing."""
+    new = Counter(k for e in cancellations if (k := order_key(e.properties)) is not None)
+    if not new:
+        return []
+    cancelled: Counter = Counter()
+    purchases: dict[str, list] = defaultdict(list)
+    for kind, _at, properties in purchase_events(customer_id):
+        key = order_key(properties)
+        if key not in new:
             continue
         if kind == Kind.ORDER_CANCELLED:
-            cancelled += 1
+            cancelled[key] += 1  # these include the new ones
         else:
-            purchases.append(properties)
-    if not purchases or cancelled > len(purchases):
-        return None
-    return _amount(purchases[0])[0] or Decimal(0)
+            purchases[key].append(properties)
+    amounts = []
+    for key, count in new.items():
+        earlier = cancelled[key] - count
+        for properties in purchases[key][earlier : earlier + count]:
+            amounts.append(_amount(properties)[0] or Decimal(0))
+    return amounts
 
 
 def touchpoints_ingest(*, source: str, events: list, now: datetime | None = None) -> IngestResult:

@@ -585,6 +585,36 @@ def test_a_cancellation_sent_by_an_integrator_takes_back_its_purchase(shop):
     )
 
 
+def test_one_batch_cancelling_an_order_twice_takes_it_back_once(shop):
+    from customers.models import Customer
+    from customers.services import touchpoints_ingest
+
+    who = [{"kind": "email", "value": "ines@example.com"}]
+
+    def event(event_id, kind, order, at):
+        return {
+            "event_id": event_id,
+            "kind": kind,
+            "channel": "web",
+            "occurred_at": at,
+            "identifiers": who,
+            "properties": {"order": order, "amount": "40.00"},
+        }
+
+    touchpoints_ingest(
+        source="client:1",
+        events=[
+            event("p1", "purchase", "A-1", "2026-03-01T10:00:00Z"),
+            event("p2", "purchase", "A-2", "2026-03-02T10:00:00Z"),
+            event("c2", "order_cancelled", "A-2", "2026-03-03T10:00:00Z"),
+            event("c2-again", "order_cancelled", "A-2", "2026-03-03T10:05:00Z"),
+        ],
+    )
+    customer = Customer.objects.get()
+    assert (customer.lifetime_orders, str(customer.lifetime_revenue)) == (1, "40.00")
+    assert customer.last_purchase_at.isoformat() == "2026-03-01T10:00:00+00:00"
+
+
 def test_an_order_number_matches_as_text_whatever_its_json_type(shop):
     from customers.models import Customer
     from customers.services import touchpoints_ingest
