@@ -29,9 +29,10 @@ retried within the same ``send`` (``OMNI_GATEWAY_RETRIES`` more attempts, waitin
 3xx: redirects are not followed) is a ``PermanentDeliveryError`` at once.
 
 Because the gateway dedupes on the key, the backend is idempotent: resending a message whose
-outcome is unknown is safe. In ``send_many``, once a message finds the gateway unreachable
-(no HTTP answer after every attempt), the rest of the batch fails with a transient error
-without waiting for more timeouts.
+outcome is unknown is safe. In ``send_many``, once a message still fails transiently after
+every attempt (no HTTP answer, or a 5xx, 408 or 429 each time), the rest of the batch fails
+with a transient error without being tried: the send task retries it later with backoff,
+instead of spending the batch's time (and the gateway's patience) on more attempts.
 """
 
 import hashlib
@@ -179,7 +180,9 @@ class HttpGatewayBackend(DeliveryBackend):
                 continue
             try:
                 results.append(self.send(message))
-            except GatewayUnreachable as error:
+            except TransientDeliveryError as error:
+                # Unreachable, or still failing after its retries (5xx, 429, a timeout): the
+                # rest of the batch waits for the next run rather than hammering it.
                 unreachable = error
                 results.append(error)
             except DeliveryError as error:

@@ -531,16 +531,26 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
     messages = [m for m in messages if m.pk not in held]
     try:
         rendered = render_batch(messages)
-    except Exception as error:  # a template that fails at render time fails its batch
-        log.exception("Rendering failed")
-        rendered, render_error = {}, str(error)[:500]
-    else:
-        render_error = "Rendering produced nothing for this message."
+    except Exception as error:
+        # A message that cannot be rendered is left out by render_batch itself; what gets
+        # here failed the whole batch (the database went away, a setting is wrong): tried
+        # again later, as a transient delivery error would be.
+        log.exception("Rendering a batch of messages failed")
+        for message in messages:
+            _retry_or_fail(message, f"Rendering failed: {error}", now, result)
+            finished.append(message)
+        messages, rendered = [], {}
     by_kind: dict[str, list] = defaultdict(list)
     for message in messages:
         r = rendered.get(message.pk)
         if r is None:
-            _fail(message, "render_error", render_error, now, result)
+            _fail(
+                message,
+                "render_error",
+                "The template could not be rendered (see the log).",
+                now,
+                result,
+            )
             finished.append(message)
             continue
         message.preview = (r.preview or "")[:200]
@@ -584,13 +594,8 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
             elif isinstance(outcome, OutcomeUnknownError) and not backend.idempotent:
                 # It may have gone out: never again (staff see why).
                 _fail(message, "unknown_outcome", str(outcome), now, result)
-            elif isinstance(outcome, (TransientDeliveryError, OutcomeUnknownError)) and (
-                message.attempts < settings.OMNI_SEND_MAX_ATTEMPTS
-            ):
-                message.status = MessageStatus.QUEUED
-                message.next_attempt_at = now + _backoff(message.attempts)
-                message.reason, message.detail = "transient", str(outcome)[:500]
-                result.retrying += 1
+            elif isinstance(outcome, (TransientDeliveryError, OutcomeUnknownError)):
+                _retry_or_fail(message, str(outcome), now, result)
             else:
                 kind_of = "permanent" if isinstance(outcome, PermanentDeliveryError) else "gave_up"
                 _fail(message, kind_of, str(outcome), now, result)
@@ -678,6 +683,18 @@ def _attach_shared(messages: list[Message]) -> None:
     ):
         for message in messages:
             relation.set_cached_value(message, rows.get(getattr(message, attname)))
+
+
+def _retry_or_fail(message: Message, detail: str, now, result: DeliverResult) -> None:
+    """A transient failure: queued again with backoff, or failed (``gave_up``) after
+    ``OMNI_SEND_MAX_ATTEMPTS`` attempts."""
+    if message.attempts >= settings.OMNI_SEND_MAX_ATTEMPTS:
+        _fail(message, "gave_up", detail, now, result)
+        return
+    message.status = MessageStatus.QUEUED
+    message.next_attempt_at = now + _backoff(message.attempts)
+    message.reason, message.detail = "transient", detail[:500]
+    result.retrying += 1
 
 
 def _fail(message: Message, kind: str, detail: str, now, result: DeliverResult) -> None:

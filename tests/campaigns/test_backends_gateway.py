@@ -285,6 +285,19 @@ def test_send_many_stops_calling_an_unreachable_gateway(gateway, settings):
     assert len(gateway.requests) == 1
 
 
+def test_send_many_stops_after_a_message_still_failing_with_server_errors(gateway, settings):
+    settings.OMNI_GATEWAY_RETRIES = 1
+    gateway.replies = [(503, b"busy", 0), (503, b"busy", 0), (200, b"{}", 0)]
+
+    results = HttpGatewayBackend().send_many([text_message(1), text_message(2), text_message(3)])
+
+    assert all(isinstance(result, TransientDeliveryError) for result in results)
+    assert str(results[1]).startswith("Not tried: ")
+    assert str(results[2]).startswith("Not tried: ")
+    # Two requests for the first message (one retry); none for the other two.
+    assert [json.loads(body)["id"] for _, _, body in gateway.requests] == [1, 1]
+
+
 def test_explicit_arguments_win_over_settings(gateway, settings):
     settings.OMNI_GATEWAY_URL = "http://127.0.0.1:9/nowhere"
     settings.OMNI_GATEWAY_SECRET = "wrong"

@@ -418,3 +418,31 @@ def test_a_paused_campaign_that_ended_suppresses_its_queued_messages(
     m = Message.objects.get()
     assert (m.status, m.reason, m.detail) == ("suppressed", "exited", "campaign_ended")
     assert recorder.calls == []
+
+
+def test_a_batch_whose_rendering_fails_whole_is_tried_again(
+    recorder, make_customer, campaign, monkeypatch
+):
+    from django.db import OperationalError
+
+    import campaigns.rendering
+
+    enrol(campaign, make_customer())
+    enrol(campaign, make_customer())
+    steps_claim(now=NOON)
+
+    def broken(messages):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(campaigns.rendering, "render_batch", broken)
+    result = messages_deliver(now=NOON)
+    assert (result.attempted, result.retrying, result.failed) == (2, 2, 0)
+    assert set(Message.objects.values_list("status", "reason", "next_attempt_at")) == {
+        ("queued", "transient", NOON + timedelta(minutes=1))
+    }
+    assert recorder.calls == []
+
+    monkeypatch.undo()
+    result = messages_deliver(now=NOON + timedelta(minutes=1))
+    assert result.sent == 2
+    assert len(recorder.calls) == 2
