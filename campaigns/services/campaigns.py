@@ -9,6 +9,8 @@ variables). The admin runs the same checks when an active campaign is saved, so 
 campaign stays runnable; its form refuses a holdout on a transactional campaign on its field.
 """
 
+from datetime import timedelta
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -110,11 +112,23 @@ def campaign_problems(
     steps = list(campaign.steps.select_related("template").order_by("position"))
     if not steps:
         problems["steps"] = ["Add at least one step."]
+    positions = [step.position for step in steps]
+    if steps and positions != list(range(1, len(steps) + 1)):
+        # Sending goes from step 1 to the next number: a gap or another start sends nothing.
+        problems["steps"] = [
+            f"Number the steps 1, 2, 3 … without gaps (now {', '.join(str(p) for p in positions)})."
+        ]
     if campaign.trigger == Trigger.BROADCAST:
         if campaign.segment_id is None:
             problems["segment"] = ["A broadcast needs a segment."]
         if campaign.broadcast_at is None:
             problems["broadcast_at"] = ["A broadcast needs the time it is sent."]
+        elif activating and campaign.broadcast_at < now - timedelta(hours=campaign.lookback_hours):
+            # Detection only takes a broadcast within its look-back: this one would never go.
+            problems["broadcast_at"] = [
+                f"The broadcast time {timezone.localtime(campaign.broadcast_at):%Y-%m-%d %H:%M} "
+                f"is more than {campaign.lookback_hours} h (the look-back) in the past."
+            ]
     holdout = holdout_problem(purpose=campaign.purpose, holdout_percent=campaign.holdout_percent)
     if holdout:
         problems["holdout_percent"] = [holdout]

@@ -560,6 +560,34 @@ def test_broadcast_with_segment_and_time_activates(make_campaign, db):
     assert campaign.status == CampaignStatus.ACTIVE
 
 
+def test_activation_refuses_steps_not_numbered_from_one_without_gaps(make_campaign):
+    campaign = make_campaign(status=CampaignStatus.DRAFT, steps=((0, "email"), (60, "sms")))
+    CampaignStep.objects.filter(campaign=campaign, position=2).update(position=3)
+
+    with pytest.raises(ValidationFailed) as refused:
+        campaign_activate(campaign=campaign)
+
+    assert refused.value.extra["steps"] == ["Number the steps 1, 2, 3 … without gaps (now 1, 3)."]
+    CampaignStep.objects.filter(campaign=campaign, position=3).update(position=2)
+    assert campaign_activate(campaign=campaign).status == CampaignStatus.ACTIVE
+
+
+def test_activation_refuses_a_broadcast_whose_time_is_past_its_look_back(make_campaign, db):
+    campaign = make_campaign(
+        status=CampaignStatus.DRAFT,
+        trigger=Trigger.BROADCAST,
+        segment=Segment.objects.create(name="Everyone"),
+        broadcast_at=timezone.now() - timedelta(days=3),
+        lookback_hours=24,
+    )
+
+    with pytest.raises(ValidationFailed) as refused:
+        campaign_activate(campaign=campaign)
+
+    assert set(refused.value.extra) == {"broadcast_at"}
+    assert "is more than 24 h (the look-back) in the past" in refused.value.extra["broadcast_at"][0]
+
+
 def test_pause_action_and_service(admin_client, make_campaign):
     running = make_campaign(name="Running")
     draft = make_campaign(name="Draft", status=CampaignStatus.DRAFT)
