@@ -188,14 +188,15 @@ def _confirmation(request, location, pk: str):
     customer = subscription.customer
     states = consent_current(customer.pk)
     messaging = list(Channel.objects.active().filter(kind__in=SENDABLE_KINDS).order_by("name"))
-    told_on = [
-        channel
-        for channel in messaging
-        if channel.pk in states and states[channel.pk].status == ConsentStatus.OPTED_IN
-    ]
     identities = list(customer.identities.order_by("kind", "value"))
     address_kinds = {ADDRESS_KINDS[i.kind] for i in identities if i.kind in ADDRESS_KINDS}
+    # Only where she can be reached: an opt-in without an address sends nothing.
     may_opt_in = [channel for channel in messaging if channel.kind in address_kinds]
+    told_on = [
+        channel
+        for channel in may_opt_in
+        if channel.pk in states and states[channel.pk].status == ConsentStatus.OPTED_IN
+    ]
     return render(
         request,
         "store/back_in_stock.html",

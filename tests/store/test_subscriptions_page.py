@@ -168,6 +168,8 @@ def test_her_opt_in_is_recorded_from_the_confirmation(client_a, stores, listed):
 def test_an_existing_customer_found_by_phone(client_a, stores, listed, channels, make_customer):
     ana = make_customer(("phone", "+33 6 12 34 56 78"), first_name="Ana", last_name="Dupont")
     consent_record(customer=ana, channel=channels["sms"], status="opted_in", source="test")
+    # Opted in by email too, but with no email address: not a way she will be told.
+    consent_record(customer=ana, channel=channels["email"], status="opted_in", source="test")
 
     response = _subscribe(client_a, stores["a"], "06 12 34 56 78", channel="marketplace")
 
@@ -175,7 +177,7 @@ def test_an_existing_customer_found_by_phone(client_a, stores, listed, channels,
     assert Customer.objects.count() == 1
     html = client_a.get(response["Location"]).content.decode()
     assert "Ana Dupont" in html
-    assert 'data-testid="told-on"' in html and "She will be told by SMS" in html
+    assert 'data-testid="told-on"' in html and "She will be told by SMS, as she agreed." in html
 
 
 def test_subscribing_again_says_she_was_already_waiting(client_a, stores, listed):
