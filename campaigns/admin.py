@@ -264,6 +264,17 @@ class CampaignStepInline(admin.TabularInline):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("template")
 
+    def has_delete_permission(self, request, obj=None):
+        # Its messages and attributions hang on the step: a campaign that enrolled someone
+        # keeps its steps (edit them, add more, or pause the campaign).
+        return super().has_delete_permission(request, obj) and not has_history(obj)
+
+
+def has_history(campaign) -> bool:
+    """Whether ``campaign`` enrolled anyone: its enrolments, messages, attributions and
+    rollups are the record of what it did, which deleting it or a step would erase."""
+    return campaign is not None and Enrolment.objects.filter(campaign=campaign).exists()
+
 
 class AttributionWindowInline(admin.TabularInline):
     model = AttributionWindow
@@ -333,6 +344,15 @@ class CampaignAdmin(ServiceActionsMixin, ServiceAdminMixin, admin.ModelAdmin):
     inlines = [CampaignStepInline, AttributionWindowInline]
     actions = ["activate", "pause"]
     change_list_template = "admin/campaigns/campaign/change_list.html"
+
+    def has_delete_permission(self, request, obj=None):
+        # Only a campaign that never enrolled anyone may go (pause one that did).
+        return super().has_delete_permission(request, obj) and not has_history(obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # one at a time, each checked for its history
+        return actions
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)

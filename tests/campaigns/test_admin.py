@@ -928,3 +928,22 @@ def test_an_active_campaign_past_its_end_may_still_be_edited(admin_client, make_
     with pytest.raises(ValidationFailed) as refused:
         campaign_activate(campaign=campaign)
     assert list(refused.value.extra) == ["ends_at"]
+
+
+def test_a_campaign_that_enrolled_someone_keeps_itself_and_its_steps(
+    admin_client, make_campaign, make_customer
+):
+    used = make_campaign(name="Used", steps=((0, "email"), (60, "sms")))
+    enrol(used, make_customer(), timezone.now())
+    unused = make_campaign(name="Unused", status=CampaignStatus.DRAFT)
+
+    assert admin_client.get(url("campaign", "delete", used.pk)).status_code == 403
+    page = admin_client.get(url("campaign", "change", used.pk))
+    steps = next(f for f in page.context["inline_admin_formsets"] if f.opts.model is CampaignStep)
+    assert steps.has_delete_permission is False
+    actions = admin_client.get(url("campaign")).context["action_form"].fields["action"].choices
+    assert "delete_selected" not in [name for name, _label in actions]
+    response = admin_client.post(url("campaign", "delete", unused.pk), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Campaign.objects.filter(pk=unused.pk).exists()
+    assert Campaign.objects.filter(pk=used.pk).exists()
