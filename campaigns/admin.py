@@ -493,14 +493,12 @@ class CampaignAdmin(ServiceActionsMixin, ServiceAdminMixin, admin.ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_change_permission(request):
             raise PermissionDenied
-        from campaigns.services.attribution import attributions_compute
-        from campaigns.services.rollups import rollups_refresh
+        from campaigns.services.rollups import campaign_figures_refresh
 
-        attributed = attributions_compute()
-        result = rollups_refresh()
+        result = campaign_figures_refresh()
         self.message_user(
             request,
-            f"Attributed {plural(attributed, 'new order')}. "
+            f"Attributed {plural(result['attributed'], 'new order')}. "
             f"Refreshed {plural(result['days'], 'day')} "
             f"({result['first_day']} to {result['last_day']}): "
             f"{plural(result['channel_rows'], 'channel row')}, "

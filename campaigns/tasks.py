@@ -45,9 +45,7 @@ def _rollups_stale() -> bool:
 @shared_task(name="campaigns.refresh_rollups", acks_late=True, **RETRY)
 def refresh_rollups() -> dict:
     """Hourly: attribute orders to campaign messages, then the dashboard rollups."""
-    from campaigns.services.attribution import attributions_compute
-    from campaigns.services.rollups import rollups_refresh
+    from campaigns.services.rollups import campaign_figures_refresh
 
-    attributed = attributions_compute()
-    rollups = rollups_refresh()
-    return {"attributed": attributed, "rollups": rollups}
+    figures = campaign_figures_refresh()
+    return {"attributed": figures.pop("attributed"), "rollups": figures}

@@ -76,13 +76,12 @@ class Command(BaseCommand):
         )
 
     def _rollups(self):
-        from campaigns.services.attribution import attributions_compute
-        from campaigns.services.rollups import rollups_refresh
+        from campaigns.services.rollups import campaign_figures_refresh
 
         started = time.monotonic()
-        attributed = attributions_compute()
+        rollups = campaign_figures_refresh()
+        attributed = rollups.pop("attributed")
         self.stdout.write(f"  {attributed} orders attributed to campaign messages")
-        rollups = rollups_refresh()
         self.stdout.write(
             self.style.SUCCESS(f"Rollups refreshed: {rollups}; {time.monotonic() - started:.1f}s.")
         )
