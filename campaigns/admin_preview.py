@@ -112,7 +112,12 @@ def signage_sheet_view(request, store_code):
         and request.user.has_perm("catalog.view_variant")
     ):
         raise PermissionDenied
-    store = Location.objects.filter(code=store_code, kind=LocationKind.STORE).first()
+    # A code with a NUL character names nothing (PostgreSQL text cannot hold one).
+    store = (
+        None
+        if "\x00" in store_code
+        else Location.objects.filter(code=store_code, kind=LocationKind.STORE).first()
+    )
     if store is None:
         raise Http404("No such store.")
     levels = (
@@ -123,7 +128,9 @@ def signage_sheet_view(request, store_code):
         .order_by("variant__sku")
     )
     search = request.GET.get("q", "").strip()
-    if search:
+    if "\x00" in search:
+        levels = levels.none()  # no SKU nor title holds one
+    elif search:
         levels = levels.filter(
             Q(variant__sku__icontains=search) | Q(variant__product__title__icontains=search)
         )

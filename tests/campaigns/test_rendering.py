@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.http import Http404
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -739,3 +740,8 @@ def test_signage_sheet_lists_the_store_stock_as_qr_codes(staff_user, shop):
     assert signage_qr_svg(shop.paris, shop.a) in body
     body = _admin_get(staff_user, signage_sheet_view, "paris", q="hat").content.decode()
     assert re.findall(r'data-sku="([^"]+)"', body) == ["SKU-C"]
+    # A NUL character finds nothing instead of reaching PostgreSQL (which refuses it).
+    body = _admin_get(staff_user, signage_sheet_view, "paris", q="h\x00at").content.decode()
+    assert re.findall(r'data-sku="([^"]+)"', body) == []
+    with pytest.raises(Http404):
+        _admin_get(staff_user, signage_sheet_view, "par\x00is")
