@@ -5,8 +5,9 @@ Two phases, each its own short transaction, so several workers share the work:
 1. ``steps_claim`` locks due enrolments with ``FOR UPDATE SKIP LOCKED`` (another worker takes
    the next ones), re-checks at send time the exit condition, the holdout, the channel (the
    customer's preferred one when the step lists it, then the step's order, then each
-   channel's fallback) with its consent and address, the marketing frequency cap (customers
-   locked by advisory locks, so two workers never both take the last slot) and quiet hours
+   channel's fallback) with its consent and address, the marketing frequency cap (each
+   claimed customer's row locked with her enrolments, so two workers never both take the
+   last slot) and quiet hours
    in the customer's time zone. It writes the outcome: a queued message, a suppressed one
    with its reason, or a deferral of the step; and moves the enrolment on. The message row is
    unique per (enrolment, step).
@@ -639,6 +640,11 @@ def _recheck_retries(messages: list[Message], now, result: DeliverResult) -> lis
         if reason:
             message.status = MessageStatus.SUPPRESSED
             message.reason, message.detail = SuppressionReason.EXITED, reason
+        elif rule is None or not (rule.is_active and rule.is_enabled):
+            # Staff switched the channel off since: nothing more goes out on it.
+            message.status = MessageStatus.SUPPRESSED
+            message.reason = SuppressionReason.NO_CHANNEL
+            message.detail = "The channel was switched off since the message was queued."
         elif state == ConsentStatus.OPTED_OUT or (
             campaign.is_marketing
             and rule is not None

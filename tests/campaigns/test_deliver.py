@@ -446,3 +446,24 @@ def test_a_batch_whose_rendering_fails_whole_is_tried_again(
     result = messages_deliver(now=NOON + timedelta(minutes=1))
     assert result.sent == 2
     assert len(recorder.calls) == 2
+
+
+def test_a_retry_on_a_channel_switched_off_since_is_suppressed(
+    recorder, rules, make_customer, campaign
+):
+    enrol(campaign, make_customer())
+
+    def flaky(message):
+        raise TransientDeliveryError("timeout")
+
+    recorder.behaviour = flaky
+    messages_send(now=NOON)
+    rules.email.is_enabled = False
+    rules.email.save()
+    recorder.behaviour = None
+    result = messages_send(now=NOON + timedelta(minutes=1))
+
+    m = Message.objects.get()
+    assert (m.status, m.reason) == ("suppressed", "no_channel")
+    assert dict(result.suppressed) == {"at_retry": 1}
+    assert recorder.calls == [m.pk]  # tried once, never again
