@@ -1,7 +1,9 @@
 """Database helpers shared by the apps."""
 
+import hashlib
 import itertools
 import re
+import struct
 import weakref
 
 from django.db import connections
@@ -118,3 +120,27 @@ def bulk_update_values(model, objs, fields: list[str], *, batch_size: int = 2000
                 params,
             )
     return len(objs)
+
+
+def advisory_xact_lock(names, *, using: str = "default") -> None:
+    """Serialise, until the transaction ends, everyone who locks one of these names
+    (strings, e.g. ``"customer-identity:email:ana@example.com"``): PostgreSQL advisory locks,
+    all taken in one statement and in one order, so two callers never deadlock on them.
+    SQLite serialises writers anyway: nothing to do there."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return
+    keys = sorted(
+        {
+            struct.unpack(">q", hashlib.blake2b(name.encode(), digest_size=8).digest())[0]
+            for name in names
+        }
+    )
+    if not keys:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM "
+            "(SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS keys",
+            [keys],
+        )

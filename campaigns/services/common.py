@@ -2,15 +2,13 @@
 and in SQL), the channels a campaign may send on, advisory locks, and the rules of each
 messaging channel read once per batch."""
 
-import hashlib
-import struct
 from dataclasses import dataclass
 
-from django.db import connection
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Mod
 
 from campaigns.models import Campaign, CampaignStatus, MessagingRule, OverCap
+from omni.db import advisory_xact_lock
 from omni.models import Channel
 
 # The holdout bucket of a customer in a campaign: a fixed hash of the two ids, 0..99, so the
@@ -46,20 +44,7 @@ def _lt(expression, bound: int):
 def advisory_lock(namespace: str, *ids: int) -> None:
     """Serialise, until the transaction ends, everyone taking the same ``(namespace, id)``
     locks (PostgreSQL; SQLite serialises writers anyway). Keys are taken in one order."""
-    if connection.vendor != "postgresql" or not ids:
-        return
-    keys = sorted({_key(namespace, i) for i in ids})
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(k)) FROM "
-            "(SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS keys",
-            [keys],
-        )
-
-
-def _key(namespace: str, value: int) -> int:
-    digest = hashlib.blake2b(f"campaigns:{namespace}:{value}".encode(), digest_size=8).digest()
-    return struct.unpack(">q", digest)[0]
+    advisory_xact_lock(f"campaigns:{namespace}:{i}" for i in ids)
 
 
 @dataclass(frozen=True)

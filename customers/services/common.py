@@ -1,12 +1,8 @@
 """Locks and settings shared by the customer services."""
 
-import hashlib
-import struct
-
-from django.db import connection
-
 from customers.identifiers import keys_q
 from customers.models import BlockedIdentifier, Customer, IdentityKind, IdentityKindRule
+from omni.db import advisory_xact_lock
 
 # Identifier kinds that never merge two customers unless staff say otherwise: a web cookie or a
 # device can be shared by several people.
@@ -22,27 +18,12 @@ def customer_lock(ids) -> list[Customer]:
     return list(Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk"))
 
 
-def _lock_key(kind: str, value: str) -> int:
-    digest = hashlib.blake2b(f"customer-identity:{kind}:{value}".encode(), digest_size=8).digest()
-    return struct.unpack(">q", digest)[0]
-
-
 def identifiers_lock(keys) -> None:
     """Serialise every resolution that touches one of these ``(kind, value)`` identifiers until
     the transaction ends (PostgreSQL advisory locks, taken in one order). Two requests that
     both find an identifier unknown thus cannot each create a customer for it. SQLite already
     serialises writers."""
-    if connection.vendor != "postgresql":
-        return
-    lock_keys = sorted({_lock_key(kind, value) for kind, value in keys})
-    if not lock_keys:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_advisory_xact_lock(k)) FROM "
-            "(SELECT k FROM unnest(%s::bigint[]) AS k ORDER BY k) AS keys",
-            [lock_keys],
-        )
+    advisory_xact_lock(f"customer-identity:{kind}:{value}" for kind, value in keys)
 
 
 def merge_kinds() -> set[str]:
