@@ -6,6 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from campaigns.models import (
@@ -427,4 +428,45 @@ def test_a_customer_locked_by_a_merge_or_erasure_is_skipped_not_waited_for(
     assert steps_claim(now=NOON).claimed == 1
     assert sorted(Message.objects.values_list("customer_id", flat=True)) == sorted(
         [busy.pk, free.pk]
+    )
+
+
+def test_a_backlog_due_at_one_instant_is_claimed_from_the_index(make_campaign):
+    """A broadcast, or a backlog after a stop, leaves thousands of steps due at the same
+    instant: the claim reads them from the (campaign, due_at, id) index in its own order, a
+    batch at a time, instead of sorting them all (with their customers joined) per batch."""
+    campaign = make_campaign()
+    customers = Customer.objects.bulk_create(
+        Customer(first_name=f"C{n}", time_zone="Europe/Paris", created_at=NOON, updated_at=NOON)
+        for n in range(3000)
+    )
+    Enrolment.objects.bulk_create(
+        Enrolment(
+            campaign=campaign,
+            customer=customer,
+            subject_key=f"backlog:{customer.pk}",
+            enrolled_at=NOON - timedelta(hours=1),
+            due_at=NOON,
+        )
+        for customer in customers
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Enrolment._meta.db_table}")
+        cursor.execute(f"ANALYZE {Customer._meta.db_table}")
+    with CaptureQueriesContext(connection) as captured:
+        result = steps_claim(now=NOON, limit=100)
+    assert result.claimed == 100
+    claim = [q["sql"] for q in captured if "FOR NO KEY UPDATE" in q["sql"]]
+    assert len(claim) == 1
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + claim[0])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "enrolment_due_idx" in plan, plan
+    assert "Sort" not in plan, plan
+    # The first hundred in (due_at, id) order, all at one instant: the lowest ids.
+    claimed = Enrolment.objects.filter(campaign=campaign, status=EnrolmentStatus.COMPLETED)
+    assert set(claimed.values_list("pk", flat=True)) == set(
+        Enrolment.objects.filter(campaign=campaign)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:100]
     )
