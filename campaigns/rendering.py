@@ -62,6 +62,7 @@ zone and, when her language is set, in her language.
 """
 
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -932,39 +933,36 @@ def _order(order: Order) -> _Named:
     )
 
 
-_COOCCURRENCE_SQL = """
-WITH subject AS (
-    SELECT DISTINCT s.subject_key, s.variant_id
-    FROM unnest(%s::bigint[], %s::bigint[]) AS s(subject_key, variant_id)
-),
-subject_products AS (
-    SELECT DISTINCT s.subject_key, v.product_id
-    FROM subject s JOIN {variant} v ON v.id = s.variant_id
+# Per item: the products of its latest orders' other lines, with how many of those orders
+# had them and the lowest-numbered active variant of each they had; the item's own product
+# left out.
+_TOGETHER_SQL = """
+WITH wanted AS (
+    SELECT DISTINCT w.variant_id, v.product_id
+    FROM unnest(%s::bigint[]) AS w(variant_id) JOIN {variant} v ON v.id = w.variant_id
 ),
 together AS (
-    SELECT s.subject_key, ov.product_id, MIN(ov.id) AS variant_id,
-           COUNT(DISTINCT recent.order_id) AS score
-    FROM subject s
+    SELECT w.variant_id, ov.product_id, MIN(ov.id) AS pick,
+           COUNT(DISTINCT recent.order_id) AS orders
+    FROM wanted w
     CROSS JOIN LATERAL (
         SELECT ol.{order_id} AS order_id FROM {line} ol
-        WHERE ol.{variant_id} = s.variant_id
+        WHERE ol.{variant_id} = w.variant_id
         ORDER BY ol.{order_id} DESC LIMIT %s
     ) recent
     JOIN {line} other ON other.{order_id} = recent.order_id
     JOIN {variant} ov ON ov.id = other.{variant_id} AND ov.is_active
     JOIN {product} op ON op.id = ov.product_id AND op.is_active
-    WHERE NOT EXISTS (
-        SELECT 1 FROM subject_products sp
-        WHERE sp.subject_key = s.subject_key AND sp.product_id = ov.product_id
-    )
-    GROUP BY s.subject_key, ov.product_id
+    WHERE ov.product_id <> w.product_id
+    GROUP BY w.variant_id, ov.product_id
 ),
 ranked AS (
-    SELECT subject_key, variant_id,
-           row_number() OVER (PARTITION BY subject_key ORDER BY score DESC, product_id) AS rank
+    SELECT variant_id, product_id, pick, orders,
+           row_number() OVER (PARTITION BY variant_id ORDER BY orders DESC, product_id) AS rank
     FROM together
 )
-SELECT subject_key, variant_id FROM ranked WHERE rank <= %s ORDER BY subject_key, rank
+SELECT variant_id, product_id, pick, orders FROM ranked WHERE rank <= %s
+ORDER BY variant_id, rank
 """
 
 _BEST_SELLERS_SQL = """
@@ -979,6 +977,8 @@ LIMIT %s
 
 # How far back the co-occurrence looks: the latest orders of each item.
 RECENT_ORDERS_PER_ITEM = 500
+# The products kept per item, of which a subject's (its items' together) best are shown.
+CANDIDATES_PER_ITEM = 20
 # Best sellers: over the latest order lines.
 RECENT_LINES = 5000
 
@@ -994,86 +994,130 @@ def _sql(template: str) -> str:
     )
 
 
-def _cooccurrence_portable(items: dict[int, set[int]], limit: int) -> dict[int, list[int]]:
-    """The co-occurrence query of ``recommendations_for`` through the ORM and Python, for
-    databases without ``LATERAL`` and arrays (the embedded SQLite of ``make run``): the same
-    ranking, fine for a demo's few thousand order lines."""
-    wanted = {v for ids in items.values() for v in ids}
+class _Memo:
+    """What recommendations read, per item: its product, and the products bought with it
+    (``[(product_id, variant_id, orders), ...]``, most orders first); and the best sellers."""
+
+    def __init__(self):
+        self.product_of: dict[int, int | None] = {}
+        self.together: dict[int, list[tuple[int, int, int]]] = {}
+        self.best: list[tuple[int, int]] | None = None
+
+
+# Set by ``recommendations_kept()``: one memo for every batch rendered in the block.
+_MEMO: ContextVar[_Memo | None] = ContextVar("campaigns_recommendations_memo", default=None)
+
+
+@contextlib.contextmanager
+def recommendations_kept():
+    """Within the block, each item's recommendations are read once (the send task renders
+    batch after batch of carts holding the same items; a run lasts a minute or so, and what
+    others bought together changes more slowly than that)."""
+    token = _MEMO.set(_Memo())
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def _together_portable(variant_ids: set[int], product_of: dict) -> dict[int, list]:
+    """``_TOGETHER_SQL`` through the ORM and Python, for databases without ``LATERAL`` and
+    arrays (the embedded SQLite of ``make run``): the same figures, fine for a demo's few
+    thousand order lines."""
     recent: dict[int, list[int]] = {}
     for variant_id, order_id in (
-        OrderLine.objects.filter(variant_id__in=wanted)
+        OrderLine.objects.filter(variant_id__in=variant_ids)
         .order_by("-order_id")
         .values_list("variant_id", "order_id")
     ):
         orders = recent.setdefault(variant_id, [])
         if len(orders) < RECENT_ORDERS_PER_ITEM:
             orders.append(order_id)
-    order_ids = {o for orders in recent.values() for o in orders}
     lines: dict[int, list[tuple[int, int]]] = {}
     for order_id, variant_id, product_id in OrderLine.objects.filter(
-        order_id__in=order_ids, variant__is_active=True, variant__product__is_active=True
+        order_id__in={o for orders in recent.values() for o in orders},
+        variant__is_active=True,
+        variant__product__is_active=True,
     ).values_list("order_id", "variant_id", "variant__product_id"):
         lines.setdefault(order_id, []).append((variant_id, product_id))
-    product_of = dict(Variant.objects.filter(pk__in=wanted).values_list("pk", "product_id"))
-    chosen = {}
-    for key, variant_ids in items.items():
-        own = {product_of.get(v) for v in variant_ids}
-        score: dict[int, set[int]] = {}
-        first_variant: dict[int, int] = {}
-        for variant_id in variant_ids:
-            for order_id in recent.get(variant_id, ()):
-                for other, product_id in lines.get(order_id, ()):
-                    if product_id in own:
-                        continue
-                    score.setdefault(product_id, set()).add(order_id)
-                    first_variant[product_id] = min(first_variant.get(product_id, other), other)
-        ranked = sorted(score, key=lambda p: (-len(score[p]), p))[:limit]
-        chosen[key] = [first_variant[p] for p in ranked]
-    return chosen
+    together = {}
+    for variant_id in variant_ids:
+        orders_of: dict[int, set[int]] = {}
+        pick: dict[int, int] = {}
+        for order_id in recent.get(variant_id, ()):
+            for other, product_id in lines.get(order_id, ()):
+                if product_id == product_of.get(variant_id):
+                    continue
+                orders_of.setdefault(product_id, set()).add(order_id)
+                pick[product_id] = min(pick.get(product_id, other), other)
+        ranked = sorted(orders_of, key=lambda p: (-len(orders_of[p]), p))
+        together[variant_id] = [
+            (p, pick[p], len(orders_of[p])) for p in ranked[:CANDIDATES_PER_ITEM]
+        ]
+    return together
+
+
+def _read_items(memo: _Memo, variant_ids: set[int]) -> None:
+    """Fill ``memo`` for the items it does not know yet: one query for their products, one
+    for what was bought with them."""
+    missing = variant_ids - memo.together.keys()
+    if not missing:
+        return
+    memo.product_of.update(Variant.objects.filter(pk__in=missing).values_list("pk", "product_id"))
+    together: dict[int, list] = {v: [] for v in missing}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _sql(_TOGETHER_SQL),
+                [sorted(missing), RECENT_ORDERS_PER_ITEM, CANDIDATES_PER_ITEM],
+            )
+            for variant_id, product_id, pick, orders in cursor.fetchall():
+                together[variant_id].append((product_id, pick, orders))
+    else:
+        together.update(_together_portable(missing, memo.product_of))
+    memo.together.update(together)
 
 
 def recommendations_for(items: dict[int, set[int]], limit: int = 3) -> dict[int, list[int]]:
-    """Per subject key, up to ``limit`` variant ids of products that orders containing the
-    subject's variants also contained (most orders first; one variant per product; none of
-    the subject's products), topped up with the best sellers of the latest order lines. One
-    query for the co-occurrence of every subject, one for the best sellers if needed."""
-    keys, variants = [], []
+    """Per subject key, up to ``limit`` variant ids of products that recent orders of the
+    subject's items also contained, ranked by those orders (added up over its items: an order
+    with two of them counts for each), one variant per product (the lowest-numbered active one
+    those orders had), none
+    of the subject's own products; topped up with the best sellers of the latest order lines.
+    Each item's figures are read once per call, or once within ``recommendations_kept()``:
+    its latest ``RECENT_ORDERS_PER_ITEM`` orders, its ``CANDIDATES_PER_ITEM`` best products."""
+    memo = _MEMO.get() or _Memo()
+    _read_items(memo, {v for ids in items.values() for v in ids})
+    chosen: dict[int, list[int]] = {}
+    taken: dict[int, set] = {}  # per subject, the products it has or was given
     for key, variant_ids in items.items():
+        own = taken[key] = {memo.product_of.get(v) for v in variant_ids}
+        score: dict[int, int] = {}
+        pick: dict[int, int] = {}
         for variant_id in variant_ids:
-            keys.append(key)
-            variants.append(variant_id)
-    chosen: dict[int, list[int]] = {key: [] for key in items}
-    if keys and connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_sql(_COOCCURRENCE_SQL), [keys, variants, RECENT_ORDERS_PER_ITEM, limit])
-            for key, variant_id in cursor.fetchall():
-                chosen[key].append(variant_id)
-    elif keys:
-        chosen = _cooccurrence_portable(items, limit)
+            for product_id, variant_pick, orders in memo.together.get(variant_id, ()):
+                if product_id in own:
+                    continue
+                score[product_id] = score.get(product_id, 0) + orders
+                if variant_pick < pick.get(product_id, variant_pick + 1):
+                    pick[product_id] = variant_pick
+        ranked = sorted(score, key=lambda p: (-score[p], p))[:limit]
+        chosen[key] = [pick[p] for p in ranked]
+        own.update(ranked)
     short = [key for key, picked in chosen.items() if len(picked) < limit]
     if not short:
         return chosen
-    with connection.cursor() as cursor:  # portable SQL (PostgreSQL and SQLite)
-        cursor.execute(_sql(_BEST_SELLERS_SQL), [RECENT_LINES, limit * 10])
-        best = [(product_id, variant_id) for product_id, variant_id, _units in cursor.fetchall()]
-    if not best:
-        return chosen
-    product_of = dict(
-        Variant.objects.filter(
-            pk__in={v for ids in items.values() for v in ids}
-            | {v for picked in chosen.values() for v in picked}
-        ).values_list("pk", "product_id")
-    )
+    if memo.best is None:
+        with connection.cursor() as cursor:  # portable SQL (PostgreSQL and SQLite)
+            cursor.execute(_sql(_BEST_SELLERS_SQL), [RECENT_LINES, limit * 10])
+            memo.best = [(product, variant) for product, variant, _units in cursor.fetchall()]
     for key in short:
-        taken = {product_of.get(v) for v in items.get(key, ())} | {
-            product_of.get(v) for v in chosen[key]
-        }
-        for product_id, variant_id in best:
+        for product_id, variant_id in memo.best:
             if len(chosen[key]) >= limit:
                 break
-            if product_id not in taken:
+            if product_id not in taken[key]:
                 chosen[key].append(variant_id)
-                taken.add(product_id)
+                taken[key].add(product_id)
     return chosen
 
 

@@ -747,20 +747,24 @@ def messages_recover(*, now=None) -> tuple[int, int]:
 def messages_send(*, now=None, budget_seconds: float = 50, progress=None) -> SendResult:
     """The send task: recover stale sends, claim due steps and deliver queued messages in
     batches until there is nothing left or the time budget is spent."""
+    from campaigns.rendering import recommendations_kept
+
     result = SendResult()
     fixed_now = now
     result.recovered, result.abandoned = messages_recover(now=fixed_now)
     rules = rules_by_channel()
     deadline = _time.monotonic() + budget_seconds
-    while _time.monotonic() < deadline:
-        claim = steps_claim(now=fixed_now, rules=rules)
-        result.add_claim(claim)
-        deliver = messages_deliver(now=fixed_now)
-        result.add_deliver(deliver)
-        if progress:
-            progress(result)
-        if not claim.claimed and not deliver.attempted:
-            break
+    # Each item's recommendations read once per run, not once per batch.
+    with recommendations_kept():
+        while _time.monotonic() < deadline:
+            claim = steps_claim(now=fixed_now, rules=rules)
+            result.add_claim(claim)
+            deliver = messages_deliver(now=fixed_now)
+            result.add_deliver(deliver)
+            if progress:
+                progress(result)
+            if not claim.claimed and not deliver.attempted:
+                break
     return result
 
 
