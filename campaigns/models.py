@@ -506,7 +506,7 @@ class Enrolment(models.Model):
             models.Index(
                 fields=["campaign", "due_at", "id"],
                 condition=Q(status="active"),
-                name="enrolment_due_idx",
+                name="enrolment_claim_idx",
             ),
             models.Index(fields=["campaign", "enrolled_at"], name="enrolment_campaign_idx"),
         ]

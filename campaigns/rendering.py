@@ -69,6 +69,7 @@ import hmac
 import json
 import logging
 import re
+import time
 import zlib
 import zoneinfo
 from contextvars import ContextVar
@@ -457,7 +458,13 @@ class _QuickFilterExpression(FilterExpression):
             try:
                 return var._resolve_lookup(context)
             except VariableDoesNotExist:
-                pass  # Django's path: None, or the engine's string_if_invalid
+                # What Django's resolve makes of it, without looking it up a second time.
+                if ignore_failures:
+                    return None
+                invalid = context.template.engine.string_if_invalid
+                if invalid and "%s" in invalid:
+                    return invalid % var
+                return invalid
         return super().resolve(context, ignore_failures)
 
 
@@ -994,14 +1001,29 @@ def _sql(template: str) -> str:
     )
 
 
+# How long a send run keeps what it read (a longer run reads it again), and for how many items.
+MEMO_SECONDS = 300
+MEMO_ITEMS = 50_000
+
+
 class _Memo:
     """What recommendations read, per item: its product, and the products bought with it
-    (``[(product_id, variant_id, orders), ...]``, most orders first); and the best sellers."""
+    (``[(product_id, variant_id, orders), ...]``, most orders first); and the best sellers
+    (per number asked for)."""
 
     def __init__(self):
+        self.forget()
+
+    def forget(self) -> None:
+        self.since = time.monotonic()
         self.product_of: dict[int, int | None] = {}
         self.together: dict[int, list[tuple[int, int, int]]] = {}
-        self.best: list[tuple[int, int]] | None = None
+        self.best: dict[int, list[tuple[int, int]]] = {}
+
+    def fresh(self) -> "_Memo":
+        if time.monotonic() - self.since > MEMO_SECONDS or len(self.together) > MEMO_ITEMS:
+            self.forget()
+        return self
 
 
 # Set by ``recommendations_kept()``: one memo for every batch rendered in the block.
@@ -1085,8 +1107,10 @@ def recommendations_for(items: dict[int, set[int]], limit: int = 3) -> dict[int,
     those orders had), none
     of the subject's own products; topped up with the best sellers of the latest order lines.
     Each item's figures are read once per call, or once within ``recommendations_kept()``:
-    its latest ``RECENT_ORDERS_PER_ITEM`` orders, its ``CANDIDATES_PER_ITEM`` best products."""
-    memo = _MEMO.get() or _Memo()
+    its latest ``RECENT_ORDERS_PER_ITEM`` orders, its ``CANDIDATES_PER_ITEM`` best products
+    (so a subject of more items than that, all bought with one another, may be left with
+    the best sellers)."""
+    memo = (_MEMO.get() or _Memo()).fresh()
     _read_items(memo, {v for ids in items.values() for v in ids})
     chosen: dict[int, list[int]] = {}
     taken: dict[int, set] = {}  # per subject, the products it has or was given
@@ -1107,12 +1131,13 @@ def recommendations_for(items: dict[int, set[int]], limit: int = 3) -> dict[int,
     short = [key for key, picked in chosen.items() if len(picked) < limit]
     if not short:
         return chosen
-    if memo.best is None:
+    best = memo.best.get(limit)
+    if best is None:
         with connection.cursor() as cursor:  # portable SQL (PostgreSQL and SQLite)
             cursor.execute(_sql(_BEST_SELLERS_SQL), [RECENT_LINES, limit * 10])
-            memo.best = [(product, variant) for product, variant, _units in cursor.fetchall()]
+            best = memo.best[limit] = [(product, variant) for product, variant, _ in cursor]
     for key in short:
-        for product_id, variant_id in memo.best:
+        for product_id, variant_id in best:
             if len(chosen[key]) >= limit:
                 break
             if product_id not in taken[key]:

@@ -321,7 +321,7 @@ def _claim_due(now, limit: int) -> list[Enrolment]:
     rows another transaction holds: another send worker's (so workers share the work, and a
     customer's steps are decided by one worker at a time, which keeps her cap exact) or a
     merge's or erasure's (which lock the customer first; the claim never waits for them, so
-    they cannot deadlock). Campaign by campaign, through the (campaign, due_at) index: a
+    they cannot deadlock). Campaign by campaign, through the (campaign, due_at, id) index: a
     paused campaign's backlog is never read."""
     active = list(
         Campaign.objects.filter(status=CampaignStatus.ACTIVE)

@@ -461,7 +461,7 @@ def test_a_backlog_due_at_one_instant_is_claimed_from_the_index(make_campaign):
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + claim[0])
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "enrolment_due_idx" in plan, plan
+    assert "enrolment_claim_idx" in plan, plan
     assert "Sort" not in plan, plan
     # The first hundred in (due_at, id) order, all at one instant: the lowest ids.
     claimed = Enrolment.objects.filter(campaign=campaign, status=EnrolmentStatus.COMPLETED)

@@ -91,3 +91,14 @@ def test_each_item_is_read_once_within_a_run(catalog, django_assert_num_queries)
             assert recommendations_for(items) == first
         with django_assert_num_queries(2):  # only the new item
             recommendations_for({3: {v["b"].pk}})
+
+
+def test_a_long_run_reads_its_items_again(catalog, monkeypatch, django_assert_num_queries):
+    items = {1: {catalog["a"].pk}, 2: {catalog["e"].pk}}
+    with recommendations_kept():
+        first = recommendations_for(items)
+        with django_assert_num_queries(1):  # the best sellers, asked for more of them
+            recommendations_for(items, limit=4)
+        monkeypatch.setattr(rendering, "MEMO_SECONDS", -1)
+        with django_assert_num_queries(3):
+            assert recommendations_for(items) == first

@@ -485,7 +485,34 @@ QUICK_SOURCES = (
     "{% filter upper %}{{ customer }} {{ html_name }}{% endfilter %}"
     "{% autoescape off %}{{ html_name }} {{ price }}{% endautoescape %}",
     "{% for a, b in pairs %}{{ a }}={{ b }};{% endfor %}{{ pairs.0.1 }}",
+    "{{ _('Hello') }} {{ nothing|default:customer.first_name }} {{ price|add:big }}",
+    "{% regroup people by city as by_city %}{% for g in by_city %}{{ g.grouper }}:"
+    "{% for p in g.list %}{% ifchanged p.name %}{{ p.name }}{% endifchanged %}{% endfor %};"
+    "{% endfor %}",
+    "{{ tools.erase }} {{ tools.kept }} {{ tools.plain }} {{ special }} {{ special.title }} "
+    "{{ special.value }}",
 )
+
+
+class _Special(rendering._Named):
+    """A ``_Named`` subclass: takes Django's road."""
+
+
+def _erase():  # pragma: no cover - must never be called by a template
+    raise AssertionError("a callable that alters data was called")
+
+
+_erase.alters_data = True
+
+
+class _Kept:
+    do_not_call_in_templates = True
+
+    def __call__(self):  # pragma: no cover - must never be called by a template
+        raise AssertionError("called")
+
+    def __str__(self):
+        return "kept"
 
 
 def quick_context():
@@ -519,6 +546,9 @@ def quick_context():
         "tiny": Decimal("0.10"),
         "ratio": 3.14159,
         "pairs": [("x", 1), ("y", Decimal("2.50"))],
+        "people": [{"name": "Ana", "city": "Lyon"}, {"name": "Ana", "city": "Lyon"}],
+        "tools": {"erase": _erase, "kept": _Kept(), "plain": lambda: "called <ok>"},
+        "special": _Special("title", title="Sp<e>cial", value=Decimal("9.90")),
     }
 
 
@@ -540,19 +570,40 @@ def test_the_quicker_road_renders_as_django_does(settings, language, thousands):
         for source in QUICK_SOURCES:
             quick = rendering._compiled(source).template
             plain = rendering._ENGINE.from_string(source)
-            for autoescape in (True, False):
+            for autoescape, use_l10n in ((True, None), (False, None), (True, False)):
                 # Each language twice: rendered prices are kept per language.
                 for lang in (language, "en", language):
                     with translation.override(lang):
                         language_token = rendering._LANGUAGE.set(translation.get_language())
                         try:
-                            got = quick.render(Context(context, autoescape=autoescape))
+                            got = quick.render(
+                                Context(context, autoescape=autoescape, use_l10n=use_l10n)
+                            )
                         finally:
                             rendering._LANGUAGE.reset(language_token)
-                        want = plain.render(Context(context, autoescape=autoescape))
-                    assert got == want, (source, lang, autoescape)
+                        want = plain.render(
+                            Context(context, autoescape=autoescape, use_l10n=use_l10n)
+                        )
+                    assert got == want, (source, lang, autoescape, use_l10n)
     finally:
         rendering._MESSAGE_ID.reset(token)
+
+
+def test_a_missing_variable_is_looked_up_once(monkeypatch):
+    from django.template import Context
+    from django.template.base import Variable
+
+    calls = []
+    original = Variable._resolve_lookup
+
+    def counting(self, context):
+        calls.append(self.var)
+        return original(self, context)
+
+    monkeypatch.setattr(Variable, "_resolve_lookup", counting)
+    template = rendering._compiled("[{{ cart.url }}]{% if nothing.deeper %}x{% endif %}").template
+    assert template.render(Context({"cart": ""})) == "[]"
+    assert calls == ["cart.url", "nothing.deeper"]
 
 
 def test_the_quicker_road_is_taken():
