@@ -528,8 +528,17 @@ def _send_worker(budget: float, queue) -> None:
     connections.close_all()  # the parent's connections are not ours to use
     with timed_parts(sending_parts()) as parts:
         result = messages_send(budget_seconds=budget)
-    queue.put((result.as_dict(), dict(parts)))
+    queue.put((result.as_dict(), dict(parts), backend_cpu_seconds()))
     connections.close_all()
+
+
+def backend_cpu_seconds() -> float:
+    """CPU seconds the PostgreSQL backend serving this process's connection has used: it
+    ends with the worker, before the meter's next snapshot could see it."""
+    from django.db import connection
+
+    stat = machine._proc_stat(connection.connection.get_backend_pid())
+    return (int(stat[11]) + int(stat[12])) / machine.TICK if stat else 0.0
 
 
 def send_in_workers(workers: int, budget: float):
@@ -554,7 +563,9 @@ def send_in_workers(workers: int, budget: float):
             raise RuntimeError(f"a send worker exited with {process.exitcode}")
     total = SendResult()
     parts: dict = {}
-    for done, worker_parts in outcomes:
+    backends = 0.0
+    for done, worker_parts, backend_seconds in outcomes:
+        backends += backend_seconds
         for name in (
             "claimed",
             "queued",
@@ -572,7 +583,7 @@ def send_in_workers(workers: int, budget: float):
                 getattr(total, name)[key] += n
         for key, seconds in worker_parts.items():
             parts[key] = parts.get(key, 0.0) + seconds
-    return total, parts
+    return total, parts, backends
 
 
 def bench_sending(args, data, meter, outbox: Path) -> dict:
@@ -602,16 +613,16 @@ def bench_sending(args, data, meter, outbox: Path) -> dict:
                 )
 
         if args.send_workers > 1:
-            result, parts = send_in_workers(args.send_workers, args.send_budget)
-            return time.perf_counter() - started, result, parts
+            result, parts, backends = send_in_workers(args.send_workers, args.send_budget)
+            return time.perf_counter() - started, result, parts, backends
         with timed_parts(sending_parts()) as parts:
             result = messages_send(budget_seconds=args.send_budget, progress=progress)
-        return time.perf_counter() - started, result, dict(parts)
+        return time.perf_counter() - started, result, dict(parts), 0.0
 
     # A first run, checked, gives the rows the baseline inserts.
     reset_sending(campaign.pk, outbox)
     log(f"sending check run: {expected:,} due enrolments")
-    seconds, result, parts = ours("check run")
+    seconds, result, parts, _backends = ours("check run")
     checks = sending_checks(campaign.pk, expected, outbox, result)
     sample = sample_message(outbox)
     log(
@@ -638,10 +649,11 @@ def bench_sending(args, data, meter, outbox: Path) -> dict:
                 reset_sending(campaign.pk, outbox)
             meter.wait_quiet(limit=args.quiet_limit, max_wait=args.quiet_wait, log=log)
             before = meter.snapshot()
+            backends = 0.0  # the send workers' own PostgreSQL backends, gone by the snapshot
             if name == "raw":
                 seconds = raw_insert(columns, rows)
             else:
-                seconds, result, parts = ours(f"round {n}")
+                seconds, result, parts, backends = ours(f"round {n}")
                 row_checks = sending_checks(campaign.pk, expected, outbox, result)
                 if not row_checks["ok"]:
                     raise RuntimeError(f"sending round {n}: {row_checks}")
@@ -649,7 +661,8 @@ def bench_sending(args, data, meter, outbox: Path) -> dict:
                 row["parts_s"]["deliver_other"] = round(
                     parts["deliver"] - parts["render"] - parts["backend"], 2
                 )
-            other = max(other, meter.between(before, meter.snapshot())["other_cpus"])
+            load = meter.between(before, meter.snapshot(), extra={"postgres": backends})
+            other = max(other, load["other_cpus"])
             row[f"{name}_s"] = round(seconds, 3)
             row[f"{name}_rows_per_s"] = round(expected / seconds, 1)
         row["ratio"] = round(row["ours_rows_per_s"] / row["raw_rows_per_s"], 4)

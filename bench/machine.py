@@ -93,11 +93,15 @@ class CpuMeter:
             "children": children.ru_utime + children.ru_stime,  # finished children: wrk
         }
 
-    def between(self, a: dict, b: dict) -> dict:
-        """CPUs in use on average between two snapshots: by the benchmark, by other work."""
+    def between(self, a: dict, b: dict, extra: dict | None = None) -> dict:
+        """CPUs in use on average between two snapshots: by the benchmark, by other work.
+        ``extra``: CPU seconds per part of the benchmark's that ended between them unseen
+        (a worker's own database connection, say)."""
         seconds = max(b["t"] - a["t"], 1e-6)
         total = (b["busy"] - a["busy"]) / TICK
         parts = {"gunicorn": 0.0, "postgres": 0.0, "wrk": b["children"] - a["children"]}
+        for part, extra_seconds in (extra or {}).items():
+            parts[part] = parts.get(part, 0.0) + extra_seconds
         for pid, (part, ticks) in b["ours"].items():
             before = a["ours"].get(pid, (part, 0))[1]
             parts[part] = parts.get(part, 0.0) + (ticks - before) / TICK
