@@ -322,7 +322,9 @@ def _claim_due(now, limit: int) -> list[Enrolment]:
     customer's steps are decided by one worker at a time, which keeps her cap exact) or a
     merge's or erasure's (which lock the customer first; the claim never waits for them, so
     they cannot deadlock). Campaign by campaign, through the (campaign, due_at, id) index: a
-    paused campaign's backlog is never read."""
+    paused campaign's backlog is never read. Each campaign first gets an equal share of the
+    batch (one campaign's backlog never holds up another's steps); what the others leave is
+    then given to those with more waiting, so a batch is full whenever that much is due."""
     active = list(
         Campaign.objects.filter(status=CampaignStatus.ACTIVE)
         .order_by("pk")
@@ -330,20 +332,37 @@ def _claim_due(now, limit: int) -> list[Enrolment]:
     )
     share = max(limit // max(len(active), 1), 50)
     claimed: list[Enrolment] = []
+    more: list[tuple[int, Enrolment]] = []  # campaigns that filled their share: their last row
     for campaign_id in active:
         room = min(limit - len(claimed), share)
         if room <= 0:
             break
-        claimed.extend(
-            Enrolment.objects.filter(
-                campaign_id=campaign_id, status=EnrolmentStatus.ACTIVE, due_at__lte=now
-            )
-            .select_related("customer")
-            .only("customer__id", *(f.attname for f in Enrolment._meta.concrete_fields))
-            .select_for_update(skip_locked=True, no_key=True, of=("self", "customer"))
-            .order_by("due_at", "pk")[:room]
-        )
+        rows = _due(campaign_id, now, room)
+        claimed.extend(rows)
+        if len(rows) == room:
+            more.append((campaign_id, rows[-1]))
+    for campaign_id, last in more:
+        room = limit - len(claimed)
+        if room <= 0:
+            break
+        # After the rows this transaction already holds (its own locks are not skipped).
+        after = Q(due_at__gt=last.due_at) | Q(due_at=last.due_at, pk__gt=last.pk)
+        claimed.extend(_due(campaign_id, now, room, after))
     return claimed
+
+
+def _due(campaign_id: int, now, room: int, after: Q | None = None) -> list[Enrolment]:
+    due = Enrolment.objects.filter(
+        campaign_id=campaign_id, status=EnrolmentStatus.ACTIVE, due_at__lte=now
+    )
+    if after is not None:
+        due = due.filter(after)
+    return list(
+        due.select_related("customer")
+        .only("customer__id", *(f.attname for f in Enrolment._meta.concrete_fields))
+        .select_for_update(skip_locked=True, no_key=True, of=("self", "customer"))
+        .order_by("due_at", "pk")[:room]
+    )
 
 
 def steps_claim(*, now=None, limit: int | None = None, rules=None) -> ClaimResult:

@@ -470,3 +470,38 @@ def test_a_backlog_due_at_one_instant_is_claimed_from_the_index(make_campaign):
         .order_by("pk")
         .values_list("pk", flat=True)[:100]
     )
+
+
+def test_a_batch_is_shared_then_filled(make_campaign):
+    """Two campaigns with steps due, one with a backlog: each first gets its share of the
+    batch, then the backlog takes what the other left, in its (due_at, id) order."""
+    big, small = make_campaign(), make_campaign()
+    customers = Customer.objects.bulk_create(
+        Customer(first_name=f"C{n}", time_zone="Europe/Paris", created_at=NOON, updated_at=NOON)
+        for n in range(610)
+    )
+
+    def due(campaign, chosen, minutes):
+        return Enrolment.objects.bulk_create(
+            Enrolment(
+                campaign=campaign,
+                customer=customer,
+                subject_key=f"share:{customer.pk}",
+                enrolled_at=NOON - timedelta(hours=1),
+                due_at=NOON - timedelta(minutes=minutes),
+            )
+            for customer in chosen
+        )
+
+    # The backlog: 600 steps, the first 300 due earlier than the rest.
+    backlog = due(big, customers[:300], 30) + due(big, customers[300:600], 10)
+    few = due(small, customers[600:], 20)
+    result = steps_claim(now=NOON, limit=500)
+    assert result.claimed == 500
+    done = set(
+        Enrolment.objects.filter(status=EnrolmentStatus.COMPLETED).values_list("pk", flat=True)
+    )
+    assert {e.pk for e in few} <= done
+    assert done - {e.pk for e in few} == {e.pk for e in backlog[:490]}
+    # The next batch takes the rest.
+    assert steps_claim(now=NOON, limit=500).claimed == 110
