@@ -8,7 +8,7 @@ class OmniConfig(AppConfig):
     verbose_name = "Omni core"
 
     def ready(self):
-        from . import schedules
+        from . import checks, schedules  # noqa: F401 - checks register themselves
         from .api import token_cache
 
         post_migrate.connect(schedules.ensure_periodic_tasks, sender=self)

@@ -40,16 +40,59 @@ def _manage(*args, env, timeout=120) -> subprocess.CompletedProcess:
     )
 
 
+# Where a production Omni's messages go: its public addresses, an SMTP server, a gateway.
+PROD_MESSAGING = {
+    "OMNI_SITE_URL": "https://omni.shop.fr",
+    "OMNI_SHOP_URL": "https://www.shop.fr",
+    "EMAIL_URL": "smtp+tls://omni:secret@smtp.shop.fr:587",
+    "OMNI_EMAIL_FROM": "Shop <hello@shop.fr>",
+    "OMNI_MESSAGE_GATEWAY": "http",
+    "OMNI_GATEWAY_URL": "https://gateway.shop.fr/messages",
+    "OMNI_GATEWAY_SECRET": "gateway-secret",
+}
+
+
 def test_check_deploy_is_clean_with_debug_off(tmp_path):
     env = _env(
         DEBUG="false",
         SECRET_KEY=PROD_SECRET,
         ALLOWED_HOSTS="omni.example.com",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        **PROD_MESSAGING,
     )
     result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_check_deploy_warns_of_messages_that_would_go_nowhere(tmp_path):
+    """The development defaults (links to localhost, email and SMS written to files, a sender
+    at localhost) start, and `check --deploy` names each of them."""
+    env = _env(
+        DEBUG="false",
+        SECRET_KEY=PROD_SECRET,
+        ALLOWED_HOSTS="omni.example.com",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    for name in PROD_MESSAGING:
+        env.pop(name, None)
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    for code, says in (
+        ("omni.W001", "OMNI_SITE_URL is 'http://localhost:8000': it is not an https:// address"),
+        ("omni.W002", "OMNI_SHOP_URL is 'https://shop.example.com': it is an example address"),
+        ("omni.W003", "filebased.EmailBackend, not sent"),
+        ("omni.W004", "SMS, push and social messages are written to the local outbox"),
+        ("omni.W005", "Email is sent from 'Omni <no-reply@localhost>'"),
+    ):
+        assert f"({code}) " in out and says in out, (code, out)
+    # One address at a time: https on this machine is still this machine.
+    env.update(PROD_MESSAGING, OMNI_SITE_URL="https://localhost")
+    result = _manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    out = result.stdout + result.stderr
+    assert "(omni.W001) OMNI_SITE_URL is 'https://localhost': it points at this machine" in out
+    assert "omni.W00" not in out.replace("(omni.W001)", ""), out
 
 
 def test_debug_off_requires_a_secret_key(tmp_path):
