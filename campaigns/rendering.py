@@ -1104,8 +1104,8 @@ def recommendations_for(items: dict[int, set[int]], limit: int = 3) -> dict[int,
     """Per subject key, up to ``limit`` variant ids of products that recent orders of the
     subject's items also contained, ranked by those orders (added up over its items: an order
     with two of them counts for each), one variant per product (the lowest-numbered active one
-    those orders had), none
-    of the subject's own products; topped up with the best sellers of the latest order lines.
+    those orders had), none of the subject's own products; topped up with the best sellers of
+    the latest order lines.
     Each item's figures are read once per call, or once within ``recommendations_kept()``:
     its latest ``RECENT_ORDERS_PER_ITEM`` orders, its ``CANDIDATES_PER_ITEM`` best products
     (so a subject of more items than that, all bought with one another, may be left with
@@ -1123,8 +1123,7 @@ def recommendations_for(items: dict[int, set[int]], limit: int = 3) -> dict[int,
                 if product_id in own:
                     continue
                 score[product_id] = score.get(product_id, 0) + orders
-                if variant_pick < pick.get(product_id, variant_pick + 1):
-                    pick[product_id] = variant_pick
+                pick[product_id] = min(pick.get(product_id, variant_pick), variant_pick)
         ranked = sorted(score, key=lambda p: (-score[p], p))[:limit]
         chosen[key] = [pick[p] for p in ranked]
         own.update(ranked)

@@ -18,15 +18,25 @@ _NOT_SENDING = (
 )
 
 
+def _nowhere(host: str) -> str:
+    """Why ``host`` reaches no customer ("this machine", "an example domain"), or ""."""
+    host = host.lower().strip().rstrip(".")
+    if not host or host in _LOCAL_HOSTS or host.endswith(".localhost") or "." not in host:
+        return "this machine"
+    if any(host == d or host.endswith("." + d) for d in _EXAMPLE_DOMAINS):
+        return "an example domain"
+    return ""
+
+
 def _unreachable(url: str) -> str:
     """Why customers could not follow ``url``, or "" when they could."""
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
     if parts.scheme != "https":
         return "it is not an https:// address"
-    if not host or host in _LOCAL_HOSTS or host.endswith(".localhost"):
+    where = _nowhere(parts.hostname or "")
+    if where == "this machine":
         return "it points at this machine"
-    if any(host == d or host.endswith("." + d) for d in _EXAMPLE_DOMAINS):
+    if where:
         return "it is an example address"
     return ""
 
@@ -67,8 +77,7 @@ def messaging_settings_check(app_configs=None, **kwargs):
                 id="omni.W004",
             )
         )
-    sender = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].rstrip(">").strip().lower()
-    if sender in _LOCAL_HOSTS or sender.endswith(_EXAMPLE_DOMAINS) or "." not in sender:
+    if _nowhere(settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].rstrip(">")):
         problems.append(
             Warning(
                 f"Email is sent from {settings.DEFAULT_FROM_EMAIL!r}, an address mail servers "
