@@ -86,10 +86,9 @@ RAW_SQL = [
     (
         "on hand against the ledger",
         """
-        SELECT s.id FROM inventory_stocklevel s LEFT JOIN (
-          SELECT location_id, variant_id, SUM(quantity) t FROM inventory_stockmovement
-          GROUP BY 1, 2) m ON m.location_id = s.location_id AND m.variant_id = s.variant_id
-        WHERE s.on_hand <> COALESCE(m.t, 0)
+        SELECT s.id FROM inventory_stocklevel s LEFT JOIN inventory_stockmovement m
+          ON m.location_id = s.location_id AND m.variant_id = s.variant_id
+        GROUP BY s.id HAVING s.on_hand <> COALESCE(SUM(m.quantity), 0)
         """,
     ),
     (
@@ -112,10 +111,11 @@ RAW_SQL = [
         LEFT JOIN (
           SELECT mv.location_id, mv.variant_id, SUM(mv.quantity) t
           FROM inventory_stockmovement mv JOIN inventory_stockcount c2
-            ON c2.location_id = mv.location_id AND c2.status = 'submitted'
-            AND mv.occurred_at > c2.counted_at
+            ON c2.location_id = mv.location_id AND mv.occurred_at > c2.counted_at
+          WHERE c2.id = ANY(%(counts)s)
           GROUP BY 1, 2) m ON m.location_id = s.location_id AND m.variant_id = s.variant_id
-        WHERE l.count_id = c.id AND c.status = 'submitted' AND s.variant_id = l.variant_id
+        WHERE l.count_id = c.id AND c.id = ANY(%(counts)s) AND l.count_id = ANY(%(counts)s)
+          AND s.location_id = ANY(%(locations)s) AND s.variant_id = l.variant_id
         """,
     ),
     (
@@ -137,9 +137,12 @@ RAW_SQL = [
         """
         INSERT INTO inventory_stockmovement (location_id, variant_id, kind, quantity, source,
           reference, reason, idempotency_key, occurred_at, recorded_at)
-        SELECT location_id, variant_id, 'count_correction', difference, 'reconcile',
-          'count', 'Count difference', 'count-line:' || count_line_id, now(), now()
-        FROM inventory_discrepancy WHERE run_id = %(run)s AND status = 'auto_applied'
+        SELECT d.location_id, d.variant_id, 'count_correction', d.difference, 'reconcile',
+          'count #' || c.id, 'Count difference', 'count-line:' || d.count_line_id,
+          c.counted_at, now()
+        FROM inventory_discrepancy d JOIN inventory_stockcountline l ON l.id = d.count_line_id
+        JOIN inventory_stockcount c ON c.id = l.count_id
+        WHERE d.run_id = %(run)s AND d.status = 'auto_applied'
         """,
     ),
     (
@@ -191,6 +194,7 @@ def raw_reconcile(log) -> dict:
     from django.utils import timezone
 
     from inventory.models import ReconciliationRun
+    from inventory.services.counts import GROUP_WORK_MEM
 
     steps = []
     started = time.perf_counter()
@@ -198,10 +202,23 @@ def raw_reconcile(log) -> dict:
         with transaction.atomic():
             run = ReconciliationRun.objects.create(trigger="bench-raw", started_at=timezone.now())
             with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL jit = off")  # as stock_reconcile does
+                # as stock_reconcile does
+                cursor.execute("SET LOCAL jit = off")
+                cursor.execute(f"SET LOCAL work_mem = '{GROUP_WORK_MEM}'")
+                cursor.execute(
+                    "SELECT array_agg(id), array_agg(location_id) FROM inventory_stockcount "
+                    "WHERE status = 'submitted'"
+                )
+                counts, locations = cursor.fetchone()
+                params = {
+                    "run": run.pk,
+                    "units": TOLERANCE_UNITS,
+                    "counts": counts,
+                    "locations": locations,
+                }
                 for name, sql in RAW_SQL:
                     t = time.perf_counter()
-                    cursor.execute(sql, {"run": run.pk, "units": TOLERANCE_UNITS})
+                    cursor.execute(sql, params)
                     steps.append(
                         {
                             "step": name,
@@ -281,7 +298,7 @@ def orm_loop_per_line(sample: int, log) -> dict:
                         kind="count_correction",
                         quantity=difference,
                         source="bench-loop",
-                        occurred_at=timezone.now(),
+                        occurred_at=line.count.counted_at,
                     )
                     level.on_hand += difference
                     level.save(update_fields=["on_hand"])

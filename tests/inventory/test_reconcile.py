@@ -374,6 +374,187 @@ def test_a_count_of_an_item_the_store_never_had_creates_its_stock_row(stores, sk
     assert Discrepancy.objects.get().status == "auto_applied"
 
 
+def test_the_database_applies_the_tolerance_as_within_tolerance_says(stores):
+    """The reconciliation compares in SQL; ``within_tolerance`` is the rule in Python. Every
+    (expected, counted) pair of a grid, under a rule in units and percent at one store and a
+    general rule at another, in one run (one group), gets the status the rule gives."""
+    _warehouse, north, south = stores
+    general = CountTolerance.objects.create(max_units=0, max_percent=Decimal("12.5"))
+    north_rule = CountTolerance.objects.create(
+        location=north, max_units=2, max_percent=Decimal("5.25")
+    )
+    cases = [
+        (expected, counted)
+        for expected in (0, 1, 3, 8, 20, 40, 100, 1000)
+        for counted in {
+            0,
+            1,
+            max(expected - 3, 0),
+            expected - 1,
+            expected + 1,
+            expected + 2,
+            expected + 3,
+            expected + 5,
+            expected * 2 + 1,
+        }
+        - {-1}
+        if counted != expected
+    ]
+    variants = VariantFactory.create_batch(len(cases))
+    for store in (north, south):
+        for n, (variant, (expected, _counted)) in enumerate(zip(variants, cases, strict=True)):
+            if expected:
+                stock_receive(location=store, variant=variant, quantity=expected, reference=f"{n}")
+        stock_count_submit(
+            location=store,
+            counted_at=timezone.now(),
+            lines=[
+                {"sku": v.sku, "quantity": c} for v, (_e, c) in zip(variants, cases, strict=True)
+            ],
+        )
+
+    run = stock_reconcile(trigger="test")
+
+    assert run.counts_processed == 2
+    assert run.discrepancies_found == 2 * len(cases)
+    for store, rule in ((north, north_rule), (south, general)):
+        found = {
+            d.variant_id: (d.expected, d.actual, d.status)
+            for d in Discrepancy.objects.filter(location=store)
+        }
+        for variant, (expected, counted) in zip(variants, cases, strict=True):
+            auto = count_services.within_tolerance(rule, expected, counted - expected)
+            assert found[variant.pk] == (
+                expected,
+                counted,
+                "auto_applied" if auto else "pending",
+            ), (store.code, expected, counted)
+    assert run.auto_applied == Discrepancy.objects.filter(status="auto_applied").count() > 0
+    assert run.pending_review == Discrepancy.objects.filter(status="pending").count() > 0
+
+
+def test_a_correction_is_dated_at_its_count_time(stores, sku_a):
+    CountTolerance.objects.create(max_units=2)
+    post(stores[1], ("ra", sku_a, "receipt", 10, 0))
+    submitted = count(stores[1], (sku_a, 9), hour=5)
+
+    stock_reconcile(trigger="test")
+
+    correction = StockMovement.objects.get(kind="count_correction")
+    assert (correction.quantity, correction.occurred_at) == (-1, submitted.counted_at)
+    assert correction.recorded_at > submitted.counted_at
+
+
+def test_two_counts_of_an_item_correct_it_once(stores, sku_a, sku_b):
+    """The ledger says 8, the shelf holds 10, and two counts (an hour apart, both waiting)
+    found 10: the first corrects the ledger; the second, compared with the ledger at its own
+    time, which holds that correction, finds nothing. (With the correction dated when it was
+    applied, the second count found the same difference again and on hand went to 12.)"""
+    _warehouse, north, _south = stores
+    CountTolerance.objects.create(max_units=2)
+    post(north, ("ra", sku_a, "receipt", 8, 0), ("rb", sku_b, "receipt", 5, 0))
+    later = count(north, (sku_a, 10), (sku_b, 5), hour=3)
+    earlier = count(north, (sku_a, 10), hour=2)  # submitted after, counted before
+
+    run = stock_reconcile(trigger="test")
+
+    assert (run.counts_processed, run.discrepancies_found, run.auto_applied) == (2, 1, 1)
+    assert level(north, sku_a) == (10, 0)
+    assert Discrepancy.objects.get().count_line.count == earlier
+    assert list(
+        later.lines.order_by("variant__sku").values_list("expected_quantity", flat=True)
+    ) == [
+        10,
+        5,
+    ]
+
+
+def test_counts_are_grouped_by_lines_with_one_count_per_location():
+    groups = count_services._count_groups
+    limit = count_services.GROUP_LINES
+    assert groups([]) == []
+    assert groups([(1, 10, 5), (2, 11, 5), (3, 12, 5)]) == [[1, 2, 3]]
+    # a second count of a location starts a new group
+    assert groups([(1, 10, 5), (2, 11, 5), (3, 10, 5), (4, 12, 5)]) == [[1, 2], [3, 4]]
+    # a group holds at most GROUP_LINES lines; a larger count is a group of its own
+    assert groups([(1, 10, limit - 1), (2, 11, 2), (3, 12, limit + 7), (4, 13, 0)]) == [
+        [1],
+        [2],
+        [3],
+        [4],
+    ]
+    assert groups([(1, 10, limit // 2), (2, 11, limit // 2), (3, 12, 1)]) == [[1, 2], [3]]
+
+
+def test_a_run_reconciles_counts_in_groups(stores, sku_a, sku_b, monkeypatch):
+    """Three stores' counts, two lines a group: the same findings as one group."""
+    warehouse, north, south = stores
+    CountTolerance.objects.create(max_units=1)
+    for store in stores:
+        post(store, ("ra", sku_a, "receipt", 10, 0), ("rb", sku_b, "receipt", 4, 0))
+        count(store, (sku_a, 9), (sku_b, 7))
+    with transaction.atomic():
+        one_group = stock_reconcile(trigger="test")
+        expected = snapshot()
+        transaction.set_rollback(True)
+    calls = []
+    real = count_services._reconcile_counts
+    monkeypatch.setattr(count_services, "GROUP_LINES", 2)
+    monkeypatch.setattr(
+        count_services,
+        "_reconcile_counts",
+        lambda ids, run, tolerances: calls.append(len(ids)) or real(ids, run, tolerances),
+    )
+
+    run = stock_reconcile(trigger="test")
+
+    assert calls == [1, 1, 1]
+    assert snapshot() == expected
+    figures = ("counts_processed", "lines_compared", "discrepancies_found", "auto_applied")
+    assert [getattr(run, f) for f in figures] == [getattr(one_group, f) for f in figures]
+    assert [getattr(run, f) for f in figures] == [3, 6, 6, 3]
+    assert level(north, sku_a) == (9, 0)
+    assert OutboxEvent.objects.filter(type="inventory.count_discrepancies").count() == 3
+
+
+def test_the_expected_quantities_are_written_in_place(stores):
+    """Count lines are stored half full, so reconciliation's write of every line's expected
+    quantity stays on the line's page (no index touched). 400 lines fill three full pages;
+    in full pages most rows would move."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = %s",
+            [StockCountLine._meta.db_table],
+        )
+        assert cursor.fetchone()[0] == ["fillfactor=50"]
+    variants = VariantFactory.create_batch(400)
+    for n, variant in enumerate(variants):
+        stock_receive(location=stores[1], variant=variant, quantity=5, reference=f"r{n}")
+    submitted = stock_count_submit(
+        location=stores[1],
+        counted_at=timezone.now(),
+        lines=[{"sku": v.sku, "quantity": 5} for v in variants],
+    )
+
+    def pages():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, (ctid::text::point)[0] FROM {StockCountLine._meta.db_table} "
+                "WHERE count_id = %s",
+                [submitted.pk],
+            )
+            return dict(cursor.fetchall())
+
+    before = pages()
+    assert len(set(before.values())) > 1
+
+    run = stock_reconcile(trigger="test")
+
+    assert (run.lines_compared, run.discrepancies_found) == (400, 0)
+    assert set(submitted.lines.values_list("expected_quantity", flat=True)) == {5}
+    assert pages() == before
+
+
 # --- Review ------------------------------------------------------------------------------------
 
 
@@ -626,16 +807,17 @@ def test_a_run_cut_short_and_run_again_ends_like_a_clean_run(messy, monkeypatch)
         transaction.set_rollback(True)
     assert snapshot() == start != clean
 
-    real = count_services._reconcile_count
+    real = count_services._reconcile_counts
     calls = []
 
-    def dies_on_the_second_count(count_id, run, tolerances):
-        calls.append(count_id)
+    def dies_on_the_second_group(count_ids, run, tolerances):
+        calls.append(count_ids)
         if len(calls) == 2:
             raise RuntimeError("worker lost")
-        return real(count_id, run, tolerances)
+        return real(count_ids, run, tolerances)
 
-    monkeypatch.setattr(count_services, "_reconcile_count", dies_on_the_second_count)
+    monkeypatch.setattr(count_services, "GROUP_LINES", 1)  # a group per count
+    monkeypatch.setattr(count_services, "_reconcile_counts", dies_on_the_second_group)
     with pytest.raises(RuntimeError):
         stock_reconcile(trigger="test")
     failed = ReconciliationRun.objects.get()
@@ -647,7 +829,7 @@ def test_a_run_cut_short_and_run_again_ends_like_a_clean_run(messy, monkeypatch)
     assert failed.finished_at is not None
     assert snapshot() not in (start, clean)
 
-    monkeypatch.setattr(count_services, "_reconcile_count", real)
+    monkeypatch.setattr(count_services, "_reconcile_counts", real)
     again = stock_reconcile(trigger="test")
 
     assert (again.status, again.counts_processed) == ("succeeded", 2)
