@@ -515,9 +515,9 @@ def stock_reconcile(*, trigger: str = "schedule", progress=None) -> Reconciliati
     nothing broke); 3. compare each submitted count with the ledger at its count time, record
     discrepancies, apply those within tolerance as count corrections (dated at the count time)
     and leave the rest for review: set-based, in groups of counts (``_reconcile_counts``),
-    oldest count time first; 4. mend reservations that sales (or corrections) broke; 5. recompute channel
-    availability. Each step commits in small transactions and is idempotent, so a run cut short
-    and run again ends as a clean run.
+    oldest count time first; 4. mend reservations that sales (or corrections) broke;
+    5. recompute channel availability. Each step commits in small transactions and is
+    idempotent, so a run cut short and run again ends as a clean run.
     """
     say = progress or (lambda message: None)
     run = ReconciliationRun.objects.create(trigger=trigger[:40], started_at=timezone.now())
