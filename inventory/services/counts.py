@@ -407,7 +407,7 @@ def _apply_corrections(cursor, sql: _Sql, now) -> tuple[int, list[tuple[int, int
         [
             MovementKind.COUNT_CORRECTION.value,
             RECONCILE_SOURCE,
-            "count #",
+            CORRECTION_REFERENCE_PREFIX,
             "Count difference",
             CORRECTION_KEY_PREFIX,
             now,
@@ -425,11 +425,24 @@ def _apply_corrections(cursor, sql: _Sql, now) -> tuple[int, list[tuple[int, int
     return applied, cursor.fetchall()
 
 
+# A count correction's idempotency key and reference, written by the reconciliation (in SQL,
+# ``prefix || id``) and by an approval (``_correction``).
 CORRECTION_KEY_PREFIX = "count-line:"
+CORRECTION_REFERENCE_PREFIX = "count #"
 
 
-def _correction_key(line_id: int) -> str:
-    return f"{CORRECTION_KEY_PREFIX}{line_id}"
+def _correction(line: StockCountLine, difference: int, reason: str) -> Move:
+    """The count correction of ``line``, dated at its count time."""
+    return Move(
+        location_id=line.count.location_id,
+        variant_id=line.variant_id,
+        kind=MovementKind.COUNT_CORRECTION,
+        quantity=difference,
+        reference=f"{CORRECTION_REFERENCE_PREFIX}{line.count_id}",
+        reason=reason,
+        idempotency_key=f"{CORRECTION_KEY_PREFIX}{line.pk}",
+        occurred_at=line.count.counted_at,
+    )
 
 
 def _ledger_sum():
@@ -537,11 +550,12 @@ def stock_reconcile(*, trigger: str = "schedule", progress=None) -> Reconciliati
         pending = _pending_counts()
         tolerances = _tolerances()
         groups = _count_groups(pending)
-        total, done = sum(size for _c, _l, size in pending), 0
+        sizes = {pk: size for pk, _location, size in pending}
+        total, done = sum(sizes.values()), 0
         for group in groups:
             say(f"Counts: {done:,}/{total:,} lines")
             result = _reconcile_counts(group, run, tolerances)
-            done += sum(size for pk, _l, size in pending if pk in group)
+            done += sum(sizes[pk] for pk in group)
             run.counts_processed += result.counts
             run.lines_compared += result.lines
             run.discrepancies_found += result.discrepancies
@@ -593,21 +607,10 @@ def discrepancy_approve(*, discrepancy: Discrepancy, actor=None) -> Discrepancy:
     """Apply a reviewed count difference to the ledger as a count correction."""
     discrepancy = _lock_pending(discrepancy)
     line = discrepancy.count_line
-    movements = write_moves(
-        [
-            Move(
-                location_id=discrepancy.location_id,
-                variant_id=discrepancy.variant_id,
-                kind=MovementKind.COUNT_CORRECTION,
-                quantity=discrepancy.difference,
-                reference=f"count #{line.count_id}",
-                reason="Count difference approved",
-                idempotency_key=_correction_key(line.pk),
-            )
-        ],
-        source=RECONCILE_SOURCE,
-        actor=actor,
-    )
+    # Dated at the count time, as the corrections the run applies: a count of the item taken
+    # later, waiting still, then finds the ledger corrected and not the same difference again.
+    correction = _correction(line, discrepancy.difference, "Count difference approved")
+    movements = write_moves([correction], source=RECONCILE_SOURCE, actor=actor)
     discrepancy.movement = movements[0]
     return _resolve(discrepancy, DiscrepancyStatus.APPROVED, actor)
 
@@ -623,7 +626,7 @@ def _lock_pending(discrepancy: Discrepancy) -> Discrepancy:
     # ``of``: the count line is an outer join, which PostgreSQL refuses to lock.
     locked = (
         Discrepancy.objects.select_for_update(of=("self",))
-        .select_related("count_line")
+        .select_related("count_line__count")
         .get(pk=discrepancy.pk)
     )
     if locked.status != DiscrepancyStatus.PENDING:

@@ -592,6 +592,26 @@ def test_approve_applies_exactly_the_difference_once(
     assert level(north, sku_a) == (5, 0)
 
 
+def test_an_approved_difference_is_not_found_again_by_a_later_count(stores, sku_a, staff_user):
+    """The ledger says 8, the shelf holds 10. A first count (no tolerance) waits for review; a
+    second, counted later, waits to be reconciled when the first is approved. The approved
+    correction is dated at the first count's time, so the second count finds nothing."""
+    _warehouse, north, _south = stores
+    post(north, ("r", sku_a, "receipt", 8, 0))
+    first = count(north, (sku_a, 10), hour=2)
+    stock_reconcile(trigger="test")
+    second = count(north, (sku_a, 10), hour=3)
+
+    approved = discrepancy_approve(discrepancy=Discrepancy.objects.get(), actor=staff_user)
+    run = stock_reconcile(trigger="test")
+
+    assert (approved.movement.quantity, approved.movement.occurred_at) == (2, first.counted_at)
+    assert approved.movement.reference == f"count #{first.pk}"
+    assert (run.counts_processed, run.discrepancies_found) == (1, 0)
+    assert second.lines.get().expected_quantity == 10
+    assert level(north, sku_a) == (10, 0)
+
+
 def test_reject_keeps_the_ledger(stores, sku_a, staff_user):
     _warehouse, north, _south = stores
     post(north, ("r", sku_a, "receipt", 10, 0))
