@@ -258,6 +258,7 @@ def _take_back_purchase(order: Order, reason: str) -> None:
         order,
         TouchpointKind.ORDER_CANCELLED,
         "cancelled",
+        at=order.closed_at,  # the time of the cancellation in the order's history
         properties={
             "amount": placed.get("amount", str(order.total)),
             "currency": order.currency,

@@ -161,7 +161,15 @@ def test_a_placed_order_is_shown_as_it_reads_back_without_reading_it(writer, sho
         q["sql"]
         for q in captured
         if q["sql"].startswith("SELECT")
-        and any(f'FROM "{t}"' in q["sql"] for t in ("orders_orderline", "orders_return"))
+        and any(
+            f'FROM "{t}"' in q["sql"]
+            for t in (
+                "orders_orderline",
+                "orders_return",
+                "orders_orderstatuschange",
+                "orders_fulfilment",
+            )
+        )
     ]
     assert read_back == []
     assert response.json() == writer.get(order_url(response.json()["number"])).json()

@@ -503,6 +503,29 @@ def test_cancelling_an_anonymous_order_touches_no_timeline(shop, stock):
     assert not Touchpoint.objects.exists()
 
 
+def test_cancelling_an_order_whose_purchase_was_not_recorded_takes_nothing_back(shop, stock):
+    """An order whose customer has no purchase event of it on her timeline (attached after
+    the order was placed, or written by an import): cancelling it adds no cancellation and
+    leaves her counters as they are."""
+    stock.put(shop.warehouse, shop.a, 10)
+    kept = ship(shop, ("SKU-A", 1), identifiers=_email())
+    order = ship(shop, ("SKU-A", 2), identifiers=_email())
+    Touchpoint.objects.filter(event_id=f"{order.number}:placed").delete()
+    customer = order.customer
+    customer.refresh_from_db()
+    before = (customer.lifetime_orders, customer.lifetime_revenue, customer.last_purchase_at)
+
+    order_cancel(order=order, source="test")
+
+    customer.refresh_from_db()
+    assert (customer.lifetime_orders, customer.lifetime_revenue, customer.last_purchase_at) == (
+        before
+    )
+    assert before[0] == 2
+    assert not Touchpoint.objects.filter(kind="order_cancelled").exists()
+    assert Touchpoint.objects.filter(event_id=f"{kept.number}:placed").exists()
+
+
 def test_a_cancellation_sent_by_an_integrator_takes_back_its_purchase(shop):
     from customers.models import Customer
     from customers.services import touchpoints_ingest
