@@ -31,16 +31,13 @@ class PreparedQuery:
     ``build`` takes one marker per parameter and returns the queryset; each marker must end up
     as a query parameter (a filter value), not inlined into the SQL.
 
-    ``server_side=False`` keeps the compiled SQL but sends it whole every time, so PostgreSQL
-    plans it for the actual values. Use it where the best plan depends on the values: a
-    prepared statement soon runs with a generic plan, made for an average value, which for a
-    skewed column (one customer with 10,000 events among customers with five) can read every
-    matching row where the value's own plan would read one page of an index.
+    A prepared statement soon runs with a generic plan, made for an average value: where the
+    best plan depends on the value (a skewed column), bound the query so that the generic plan
+    is the right one (see ``customers.api.timeline._of_one``).
     """
 
-    def __init__(self, build, *, server_side: bool = True):
+    def __init__(self, build):
         self._build = build
-        self._server_side = server_side
         self._name = f"omni_prepared_{next(_names)}"
         self._compiled = weakref.WeakKeyDictionary()  # connection wrapper -> compiled entry
         self._prepared = weakref.WeakKeyDictionary()  # DB-API connection -> True
@@ -53,7 +50,7 @@ class PreparedQuery:
         positions = [params.index(marker) for marker in markers]
         fields = [select[0] for select in compiler.select[: compiler.col_count]]
         converters = compiler.get_converters(fields)
-        if connection.vendor == "postgresql" and self._server_side:
+        if connection.vendor == "postgresql":
             prepare = f"PREPARE {self._name} AS {_numbered(sql)}"
             sql = (
                 f"EXECUTE {self._name} ({', '.join(['%s'] * len(params))})"
