@@ -59,6 +59,8 @@ TIMESTAMP_HEADER = "X-Omni-Timestamp"
 SIGNATURE_TOLERANCE_SECONDS = 300
 # 4xx answers that mean "later", not "never".
 RETRY_STATUSES = frozenset({408, 429})
+# Answers about the gateway itself, not the message: the rest of a batch waits too.
+BUSY_STATUSES = frozenset({429, 503})
 MAX_RESPONSE_BYTES = 64 * 1024
 
 
@@ -72,6 +74,10 @@ def idempotency_key(message: OutgoingMessage) -> str:
 
 class GatewayUnreachable(TransientDeliveryError):
     """No HTTP answer from the gateway (refused connection, timeout, dropped connection)."""
+
+
+class GatewayBusy(TransientDeliveryError):
+    """The gateway asks to slow down or is unavailable (429, 503), still after the retries."""
 
 
 def request_body(message: OutgoingMessage) -> bytes:
@@ -164,28 +170,29 @@ class HttpGatewayBackend(DeliveryBackend):
                 return _result(content)
             answer = f"HTTP {status}: {content[:200].decode('utf-8', 'replace')}".strip()
             if status >= 500 or status in RETRY_STATUSES:
-                error = TransientDeliveryError(
-                    f"Gateway failed after {attempt + 1} attempt(s): {answer}"
-                )
+                kind = GatewayBusy if status in BUSY_STATUSES else TransientDeliveryError
+                error = kind(f"Gateway failed after {attempt + 1} attempt(s): {answer}")
                 continue
             raise PermanentDeliveryError(f"Gateway refused the message: {answer}")
         raise error
 
     def send_many(self, messages: list[OutgoingMessage]) -> list:
         results: list = []
-        unreachable: GatewayUnreachable | None = None
+        down: TransientDeliveryError | None = None
         for message in messages:
-            if unreachable is not None:
-                results.append(GatewayUnreachable(f"Not tried: {unreachable}"))
+            if down is not None:
+                results.append(GatewayUnreachable(f"Not tried: {down}"))
                 continue
             try:
                 results.append(self.send(message))
-            except TransientDeliveryError as error:
-                # Unreachable, or still failing after its retries (5xx, 429, a timeout): the
-                # rest of the batch waits for the next run rather than hammering it.
-                unreachable = error
+            except (GatewayUnreachable, GatewayBusy) as error:
+                # The gateway itself is down or overloaded, still after the retries: the rest
+                # of the batch waits for the next run rather than hammering it.
+                down = error
                 results.append(error)
             except DeliveryError as error:
+                # This message's own failure (a 500 for it, a refusal): the next ones go on,
+                # so that one message failing again and again does not hold up the others.
                 results.append(error)
         return results
 

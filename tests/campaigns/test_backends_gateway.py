@@ -298,6 +298,21 @@ def test_send_many_stops_after_a_message_still_failing_with_server_errors(gatewa
     assert [json.loads(body)["id"] for _, _, body in gateway.requests] == [1, 1]
 
 
+def test_send_many_goes_on_after_a_message_of_its_own_failing(gateway, settings):
+    """A 500 for one message, still after its retry, is that message's failure: the next
+    ones are sent (a message failing run after run would otherwise hold up the batch behind
+    it until they all gave up, never tried)."""
+    settings.OMNI_GATEWAY_RETRIES = 1
+    gateway.replies = [(500, b"oops", 0), (500, b"oops", 0), (200, b"{}", 0), (200, b"{}", 0)]
+
+    results = HttpGatewayBackend().send_many([text_message(1), text_message(2), text_message(3)])
+
+    assert type(results[0]) is TransientDeliveryError
+    assert str(results[0]) == "Gateway failed after 2 attempt(s): HTTP 500: oops"
+    assert [type(result) for result in results[1:]] == [DeliveryResult, DeliveryResult]
+    assert [json.loads(body)["id"] for _, _, body in gateway.requests] == [1, 1, 2, 3]
+
+
 def test_explicit_arguments_win_over_settings(gateway, settings):
     settings.OMNI_GATEWAY_URL = "http://127.0.0.1:9/nowhere"
     settings.OMNI_GATEWAY_SECRET = "wrong"
