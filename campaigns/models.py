@@ -9,6 +9,8 @@ add nothing twice. Enrolments, messages and subscriptions point at ``customers.C
 follow a merge like every other row (``Enrolment.merge_customer_rows`` folds duplicates).
 """
 
+from datetime import timedelta
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -261,6 +263,10 @@ class Campaign(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def lookback_start(self, now):
+        """The oldest event time detection picks up at ``now``."""
+        return now - timedelta(hours=self.lookback_hours)
 
     @property
     def is_marketing(self) -> bool:

@@ -9,8 +9,6 @@ variables). The admin runs the same checks when an active campaign is saved, so 
 campaign stays runnable; its form refuses a holdout on a transactional campaign on its field.
 """
 
-from datetime import timedelta
-
 from django.db import transaction
 from django.utils import timezone
 
@@ -123,7 +121,7 @@ def campaign_problems(
             problems["segment"] = ["A broadcast needs a segment."]
         if campaign.broadcast_at is None:
             problems["broadcast_at"] = ["A broadcast needs the time it is sent."]
-        elif activating and campaign.broadcast_at < now - timedelta(hours=campaign.lookback_hours):
+        elif activating and campaign.broadcast_at < campaign.lookback_start(now):
             # Detection only takes a broadcast within its look-back: this one would never go.
             problems["broadcast_at"] = [
                 f"The broadcast time {timezone.localtime(campaign.broadcast_at):%Y-%m-%d %H:%M} "

@@ -135,7 +135,7 @@ def _carts(campaign: Campaign, now, channel_ids):
     qs = Cart.objects.filter(
         status=CartStatus.OPEN,
         last_activity_at__lte=idle_since,
-        last_activity_at__gte=now - timedelta(hours=campaign.lookback_hours),
+        last_activity_at__gte=campaign.lookback_start(now),
         customer__erased_at__isnull=True,
     ).filter(Exists(CartLine.objects.filter(cart=OuterRef("pk"))))
     if campaign.sales_channel_id:
@@ -149,7 +149,7 @@ def _carts(campaign: Campaign, now, channel_ids):
 
 
 def _browse(campaign: Campaign, now, channel_ids):
-    since = now - timedelta(hours=campaign.lookback_hours)
+    since = campaign.lookback_start(now)
     qs = Touchpoint.objects.filter(
         kind=TouchpointKind.PRODUCT_VIEW,
         occurred_at__gte=since,
@@ -176,7 +176,7 @@ def _browse(campaign: Campaign, now, channel_ids):
 
 def _store_purchases(campaign: Campaign, now, channel_ids):
     qs = Order.objects.filter(
-        placed_at__gte=now - timedelta(hours=campaign.lookback_hours),
+        placed_at__gte=campaign.lookback_start(now),
         customer__erased_at__isnull=True,
     ).exclude(status=OrderStatus.CANCELLED)
     qs = qs.filter(Q(fulfilment_method=FulfilmentMethod.IN_STORE) | Q(channel__kind="store_pos"))
@@ -192,7 +192,7 @@ def _store_purchases(campaign: Campaign, now, channel_ids):
 
 def _pickups_ready(campaign: Campaign, now, channel_ids):
     ready = OutboxEvent.objects.filter(
-        type="order.pickup_ready", occurred_at__gte=now - timedelta(hours=campaign.lookback_hours)
+        type="order.pickup_ready", occurred_at__gte=campaign.lookback_start(now)
     ).values("subject_id")
     qs = Order.objects.filter(
         number__in=ready,
@@ -249,7 +249,7 @@ def _win_back(campaign: Campaign, now, channel_ids):
 
 def _broadcast(campaign: Campaign, now, channel_ids):
     at = campaign.broadcast_at
-    if at is None or at > now or at < now - timedelta(hours=campaign.lookback_hours):
+    if at is None or at > now or at < campaign.lookback_start(now):
         return None
     qs = Customer.objects.filter(erased_at__isnull=True)
     qs = _audience(qs, campaign, now, channel_ids, customer="pk")
