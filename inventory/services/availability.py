@@ -74,11 +74,26 @@ def _channels(channel_ids=None, variant_ids=None) -> dict[int, tuple[str, Policy
     return result
 
 
-def sellable_by_channel(variant_ids, channel_ids) -> dict[tuple[int, int], int]:
+@dataclass(frozen=True)
+class _Batch:
+    """The variants of one refresh batch: listed, or (a page of the full sweep) every variant
+    after ``after`` up to ``last``, one range condition instead of a list of 2,000 ids."""
+
+    ids: list[int] | None = None
+    after: int = 0
+    last: int = 0
+
+    def lookup(self, field: str) -> dict:
+        if self.ids is not None:
+            return {f"{field}__in": self.ids}
+        return {f"{field}__gt": self.after, f"{field}__lte": self.last}
+
+
+def sellable_by_channel(batch: _Batch, channel_ids) -> dict[tuple[int, int], int]:
     """``(variant, channel) -> units the feeding locations can sell``: one grouped query."""
     rows = (
         StockLevel.objects.filter(
-            variant_id__in=variant_ids,
+            **batch.lookup("variant_id"),
             location__is_active=True,
             location__channel_rules__channel_id__in=channel_ids,
         )
@@ -95,11 +110,9 @@ def sellable_by_channel(variant_ids, channel_ids) -> dict[tuple[int, int], int]:
             )
         )
         .order_by()
+        .values_list("variant_id", "location__channel_rules__channel_id", "sellable")
     )
-    return {
-        (row["variant_id"], row["location__channel_rules__channel_id"]): row["sellable"]
-        for row in rows
-    }
+    return {(variant_id, channel_id): units for variant_id, channel_id, units in rows}
 
 
 @dataclass
@@ -109,23 +122,24 @@ class RefreshResult:
     events: int = 0
 
 
-def _refresh_batch(variant_ids: list[int], channels: dict, now) -> RefreshResult:
+def _refresh_batch(batch: _Batch, channels: dict, now) -> RefreshResult:
     # Serialise refreshes of the same variants: a refresh reads stock after taking the lock, so
     # the last one to write saw every change committed before it (no stale overwrite).
     # FOR NO KEY UPDATE does not block inserts that reference the variant (the ledger).
     skus = dict(
         Variant.objects.select_for_update(no_key=True)
-        .filter(pk__in=variant_ids)
+        .filter(**batch.lookup("pk"))
         .order_by("pk")
         .values_list("pk", "sku")
     )
     locked = list(skus)
-    sellable = sellable_by_channel(locked, list(channels))
+    sellable = sellable_by_channel(batch, list(channels))
+    # (quantity, is_low_stock) of the rows there are: tuples, as a full sweep reads them all
     existing = {
-        (row.variant_id, row.channel_id): row
-        for row in ChannelAvailability.objects.filter(
-            variant_id__in=locked, channel_id__in=list(channels)
-        )
+        (variant_id, channel_id): (quantity, low)
+        for variant_id, channel_id, quantity, low in ChannelAvailability.objects.filter(
+            **batch.lookup("variant_id"), channel_id__in=list(channels)
+        ).values_list("variant_id", "channel_id", "quantity", "is_low_stock")
     }
     writes, events = [], []
     for variant_id in locked:
@@ -135,7 +149,7 @@ def _refresh_batch(variant_ids: list[int], channels: dict, now) -> RefreshResult
             old = existing.get((variant_id, channel_id))
             if old is None and quantity == 0:
                 continue  # nothing promised before or now: no row needed
-            if old is not None and old.quantity == quantity and old.is_low_stock == low:
+            if old == (quantity, low):
                 continue
             writes.append(
                 ChannelAvailability(
@@ -146,7 +160,7 @@ def _refresh_batch(variant_ids: list[int], channels: dict, now) -> RefreshResult
                     updated_at=now,
                 )
             )
-            before = availability_state(old.quantity, old.is_low_stock) if old else "out_of_stock"
+            before = availability_state(*old) if old else "out_of_stock"
             after = availability_state(quantity, low)
             if before != after:
                 events.append(
@@ -158,7 +172,7 @@ def _refresh_batch(variant_ids: list[int], channels: dict, now) -> RefreshResult
                             "sku": skus[variant_id],
                             "channel": code,
                             "quantity": quantity,
-                            "previous_quantity": old.quantity if old else 0,
+                            "previous_quantity": old[0] if old else 0,
                             "state": after,
                             "previous_state": before,
                         },
@@ -205,7 +219,7 @@ def _variant_batches(variant_ids):
     if variant_ids is not None:
         ids = sorted(set(variant_ids))
         for start in range(0, len(ids), SWEEP_BATCH):
-            yield ids[start : start + SWEEP_BATCH]
+            yield _Batch(ids=ids[start : start + SWEEP_BATCH])
         return
     last = 0
     while True:  # keyset pages: no cursor held open across the batches' transactions
@@ -216,5 +230,5 @@ def _variant_batches(variant_ids):
         )
         if not ids:
             return
-        yield ids
+        yield _Batch(after=last, last=ids[-1])
         last = ids[-1]

@@ -208,6 +208,39 @@ def test_a_second_refresh_writes_nothing(market, item):
     assert OutboxEvent.objects.filter(type=CHANGED).count() == 1
 
 
+def test_the_full_sweep_pages_cover_every_variant_once(market, monkeypatch):
+    """The sweep reads pages of variants as key ranges: with pages of 2 and gaps in the keys
+    (deleted variants), every variant is computed once, as a refresh of the listed ids does."""
+    from inventory.services import availability
+
+    _channel, big, small, _closed = market
+    variants = [VariantFactory(sku=f"PG-{n}") for n in range(7)]
+    for n, variant in enumerate(variants):
+        set_stock(big, variant, 10 + n)
+        set_stock(small, variant, n)
+    for gone in (variants[2], variants[5]):
+        StockLevel.objects.filter(variant=gone).delete()
+        gone.delete()
+    kept = [v for v in variants if v not in (variants[2], variants[5])]
+    monkeypatch.setattr(availability, "SWEEP_BATCH", 2)
+    batches = list(availability._variant_batches(None))
+
+    result = availability_refresh()
+
+    assert [(b.after, b.last) for b in batches] == [
+        (0, kept[1].pk),
+        (kept[1].pk, kept[3].pk),
+        (kept[3].pk, kept[4].pk),
+    ]
+    assert (result.variants, result.rows_written) == (5, 5)
+    swept = dict(ChannelAvailability.objects.values_list("variant_id", "quantity"))
+    ChannelAvailability.objects.all().delete()
+    availability_refresh(variant_ids=[v.pk for v in kept])
+    assert dict(ChannelAvailability.objects.values_list("variant_id", "quantity")) == swept
+    # big: on hand - 1 safety - 1 rule buffer; small: on hand
+    assert swept == {v.pk: (10 + n - 2) + n for n, v in enumerate(variants) if v in kept}
+
+
 def test_a_channel_whose_rules_are_removed_falls_to_zero(market, item):
     channel = market[0]
     availability_refresh(variant_ids=[item.pk])
