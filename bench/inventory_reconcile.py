@@ -63,6 +63,12 @@ def prepare_counts(log) -> dict:
                 "ORDER BY c.id, s.variant_id"
             )
             lines = cursor.rowcount
+            # as stock_count_submit does, each count's number of lines on the count
+            cursor.execute(
+                "UPDATE inventory_stockcount c SET line_count = (SELECT COUNT(*) "
+                "FROM inventory_stockcountline l WHERE l.count_id = c.id) "
+                "WHERE c.status = 'submitted'"
+            )
     with connection.cursor() as cursor:
         cursor.execute("VACUUM (ANALYZE) inventory_stockcountline")
     seconds = time.perf_counter() - started

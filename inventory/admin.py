@@ -702,16 +702,6 @@ class StockCountAdmin(
     show_full_result_count = False
     actions = ["cancel"]
 
-    def get_queryset(self, request):
-        lines = (
-            StockCountLine.objects.filter(count=OuterRef("pk"))
-            .order_by()
-            .values("count")
-            .annotate(n=Count("pk"))
-            .values("n")
-        )
-        return super().get_queryset(request).annotate(line_count=Coalesce(Subquery(lines), 0))
-
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["location", "kind", "counted_at", "reference"]
@@ -729,10 +719,6 @@ class StockCountAdmin(
             "reconciled_at",
             "run",
         ]
-
-    @admin.display(description="Lines", ordering="line_count")
-    def line_count(self, obj):
-        return obj.line_count
 
     def save_model(self, request, obj, form, change):
         pass  # saved with its lines by stock_count_submit, in save_related

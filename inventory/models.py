@@ -133,9 +133,13 @@ class StockLevel(models.Model):
     sell here = on_hand - reserved - safety stock.
     """
 
-    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="stock_levels")
+    # No index of their own: the unique (location, variant) index and the (variant, location)
+    # index start with them, and every index is written again when a row moves page.
+    location = models.ForeignKey(
+        Location, on_delete=models.PROTECT, related_name="stock_levels", db_index=False
+    )
     variant = models.ForeignKey(
-        "catalog.Variant", on_delete=models.PROTECT, related_name="stock_levels"
+        "catalog.Variant", on_delete=models.PROTECT, related_name="stock_levels", db_index=False
     )
     on_hand = models.IntegerField(default=0)
     reserved = models.IntegerField(default=0)
@@ -173,8 +177,14 @@ class StockMovement(models.Model):
     """One line of the append-only stock ledger; ``on_hand`` is the sum of a pair's movements."""
 
     id = models.BigAutoField(primary_key=True)
-    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="movements")
-    variant = models.ForeignKey("catalog.Variant", on_delete=models.PROTECT, related_name="+")
+    # No index of their own: movement_pair_idx and movement_location_idx start with the
+    # location, movement_variant_idx with the variant (each index is written by every line).
+    location = models.ForeignKey(
+        Location, on_delete=models.PROTECT, related_name="movements", db_index=False
+    )
+    variant = models.ForeignKey(
+        "catalog.Variant", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     kind = models.CharField(max_length=20, choices=MovementKind.choices)
     quantity = models.IntegerField(help_text="Signed: positive in, negative out.")
     channel = models.ForeignKey(
@@ -466,6 +476,9 @@ class StockCount(models.Model):
     run = models.ForeignKey(
         "ReconciliationRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="counts"
     )
+    # Written with the lines, once (lines are not added to a submitted count): the lists and
+    # the reconciliation's plan read it instead of counting millions of lines.
+    line_count = models.PositiveIntegerField("lines", default=0, editable=False)
 
     class Meta:
         constraints = [

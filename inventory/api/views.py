@@ -4,7 +4,7 @@ render the result; every rule and every error comes from the services."""
 
 import hashlib
 
-from django.db.models import Count, Prefetch
+from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -305,11 +305,7 @@ class StockCountViewSet(CachedTokenMixin, IdempotentMixin, viewsets.GenericViewS
     lookup_value_regex = "[0-9]+"
 
     def get_queryset(self):
-        return (
-            StockCount.objects.select_related("location")
-            .annotate(line_count=Count("lines"))
-            .order_by("-pk")
-        )
+        return StockCount.objects.select_related("location").order_by("-pk")
 
     def _detail(self, pk) -> StockCount:
         count = (

@@ -8,7 +8,6 @@ is one; until then nothing is written to the database.
 """
 
 from django.contrib import messages
-from django.db.models import Count
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
@@ -43,10 +42,7 @@ def _save_draft(request, location, lines) -> None:
 @store_page
 def count_list(request, location):
     counts = (
-        StockCount.objects.filter(location=location)
-        .select_related("submitted_by")
-        .annotate(line_count=Count("lines"))
-        .order_by("-pk")
+        StockCount.objects.filter(location=location).select_related("submitted_by").order_by("-pk")
     )
     requested = list(counts.filter(status=CountStatus.REQUESTED))
     recent = list(counts.exclude(status=CountStatus.REQUESTED)[:RECENT])

@@ -136,6 +136,7 @@ def test_a_count_fills_the_open_request_of_its_location(stores, sku_a):
         "Shelf looks empty",
     )
     assert list(submitted.lines.values_list("variant__sku", "counted_quantity")) == [("REC-A", 4)]
+    assert StockCount.objects.get(pk=submitted.pk).line_count == 1
     north.refresh_from_db()
     assert north.count_requested_at is None
 
@@ -486,6 +487,18 @@ def test_counts_are_grouped_by_lines_with_one_count_per_location():
     assert groups([(1, 10, limit // 2), (2, 11, limit // 2), (3, 12, 1)]) == [[1, 2], [3]]
 
 
+def test_the_pending_counts_oldest_first_with_their_stored_line_counts(stores, sku_a, sku_b):
+    warehouse, north, _south = stores
+    later = count(north, (sku_a, 1), (sku_b, 2), hour=3)
+    earlier = count(warehouse, (sku_a, 1), hour=2)
+    stock_count_cancel(count=count(north, (sku_b, 1), hour=1))
+
+    assert count_services._pending_counts() == [
+        (earlier.pk, warehouse.pk, 1),
+        (later.pk, north.pk, 2),
+    ]
+
+
 def test_a_run_reconciles_counts_in_groups(stores, sku_a, sku_b, monkeypatch):
     """Three stores' counts, two lines a group: the same findings as one group."""
     warehouse, north, south = stores
@@ -553,6 +566,57 @@ def test_the_expected_quantities_are_written_in_place(stores):
     assert (run.lines_compared, run.discrepancies_found) == (400, 0)
     assert set(submitted.lines.values_list("expected_quantity", flat=True)) == {5}
     assert pages() == before
+
+
+def test_stock_rows_have_room_to_be_updated_in_place(stores):
+    """Stock rows are stored with a tenth of each page free, so a run that moves on hand for a
+    few percent of the rows (as a count's corrections do) leaves them on their pages. In full
+    pages every one of them would move, and be written again to each index."""
+    table = StockLevel._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reloptions FROM pg_class WHERE relname = %s", [table])
+        assert cursor.fetchone()[0] == ["fillfactor=90"]
+    StockLevel.objects.bulk_create(
+        StockLevel(location=stores[1], variant=v, on_hand=5)
+        for v in VariantFactory.create_batch(400)
+    )
+    rows = list(StockLevel.objects.order_by("pk").values_list("pk", flat=True))
+    moved = rows[::20]
+
+    def pages():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id, (ctid::text::point)[0] FROM {table} WHERE id = ANY(%s)", [moved]
+            )
+            return dict(cursor.fetchall())
+
+    before = pages()
+    assert len(set(before.values())) > 1
+
+    StockLevel.objects.filter(pk__in=moved).update(on_hand=F("on_hand") + 1)
+
+    assert pages() == before
+
+
+def test_the_stock_tables_keep_no_index_of_a_foreign_key_alone():
+    """Each index is written by every new ledger line and every stock row that moves page: the
+    foreign keys' own indexes are left out where another index starts with the column."""
+    singles = set()
+    with connection.cursor() as cursor:
+        for model in (StockLevel, StockMovement):
+            constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+            singles |= {
+                (model.__name__, c["columns"][0])
+                for c in constraints.values()
+                if c["index"] and len(c["columns"]) == 1
+            }
+            leading = {c["columns"][0] for c in constraints.values() if c["index"] or c["unique"]}
+            assert {"location_id", "variant_id"} <= leading
+    assert singles == {
+        ("StockMovement", "actor_id"),
+        ("StockMovement", "channel_id"),
+        ("StockMovement", "reference"),
+    }
 
 
 # --- Review ------------------------------------------------------------------------------------
