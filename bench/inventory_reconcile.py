@@ -118,7 +118,7 @@ RAW_SQL = [
           SELECT mv.location_id, mv.variant_id, SUM(mv.quantity) t
           FROM inventory_stockmovement mv JOIN inventory_stockcount c2
             ON c2.location_id = mv.location_id AND mv.occurred_at > c2.counted_at
-          WHERE c2.id = ANY(%(counts)s)
+          WHERE c2.id = ANY(%(counts)s) AND mv.occurred_at > %(earliest)s
           GROUP BY 1, 2) m ON m.location_id = s.location_id AND m.variant_id = s.variant_id
         WHERE l.count_id = c.id AND c.id = ANY(%(counts)s) AND l.count_id = ANY(%(counts)s)
           AND s.location_id = ANY(%(locations)s) AND s.variant_id = l.variant_id
@@ -222,15 +222,16 @@ def raw_reconcile(log) -> dict:
                 # only (more memory makes PostgreSQL pick a slower plan for the ledger's sum)
                 cursor.execute("SET LOCAL jit = off")
                 cursor.execute(
-                    "SELECT array_agg(id), array_agg(location_id) FROM inventory_stockcount "
-                    "WHERE status = 'submitted'"
+                    "SELECT array_agg(id), array_agg(location_id), min(counted_at) "
+                    "FROM inventory_stockcount WHERE status = 'submitted'"
                 )
-                counts, locations = cursor.fetchone()
+                counts, locations, earliest = cursor.fetchone()
                 params = {
                     "run": run.pk,
                     "units": TOLERANCE_UNITS,
                     "counts": counts,
                     "locations": locations,
+                    "earliest": earliest,  # read through movement_pair_idx, as the service does
                 }
                 for name, sql in RAW_SQL:
                     t = time.perf_counter()

@@ -457,11 +457,21 @@ def _reserved_sum():
     )
 
 
-def _drift_suspects(field: str, truth) -> list[tuple[int, int]]:
-    """Stock rows whose ``field`` differs from ``truth``: one grouped join over the whole
-    table (a hash join and aggregate in PostgreSQL; no per-row subquery), no locks."""
+def _held():
+    """The stock rows where ``reserved`` can be wrong: something is reserved, or held by an
+    active reservation (a few of the table; the rest are 0 and held by nothing). The held
+    rows' keys are one uncorrelated subquery, hashed once by PostgreSQL."""
+    return Q(reserved__gt=0) | Q(
+        pk__in=StockLevel.objects.filter(holds__status=ReservationStatus.ACTIVE).values("pk")
+    )
+
+
+def _drift_suspects(field: str, truth, among: Q) -> list[tuple[int, int]]:
+    """Stock rows (``among`` them) whose ``field`` differs from ``truth``: one grouped join
+    (a hash join and aggregate in PostgreSQL; no per-row subquery), no locks."""
     return list(
-        StockLevel.objects.values("pk", "location_id", "variant_id", field)
+        StockLevel.objects.filter(among)
+        .values("pk", "location_id", "variant_id", field)
         .annotate(truth=truth)
         .exclude(**{field: F("truth")})
         .order_by()
@@ -469,11 +479,11 @@ def _drift_suspects(field: str, truth) -> list[tuple[int, int]]:
     )
 
 
-def _repair_drift(run: ReconciliationRun, field: str, kind: str, truth) -> int:
-    """Find the stock rows whose ``field`` differs from ``truth``, then, a batch at a time,
-    lock them, check again under the lock, set them to it and record each repair as a
-    discrepancy. Idempotent."""
-    suspects = _drift_suspects(field, truth)
+def _repair_drift(run: ReconciliationRun, field: str, kind: str, truth, among=None) -> int:
+    """Find the stock rows (``among`` them) whose ``field`` differs from ``truth``, then, a
+    batch at a time, lock them, check again under the lock, set them to it and record each
+    repair as a discrepancy. Idempotent."""
+    suspects = _drift_suspects(field, truth, among or Q())
     repaired = 0
     for start in range(0, len(suspects), 2000):
         with transaction.atomic():
@@ -546,7 +556,7 @@ def stock_reconcile(*, trigger: str = "schedule", progress=None) -> Reconciliati
         )
         say("Checking reserved against reservations")
         run.reserved_drift_repaired = _repair_drift(
-            run, "reserved", DiscrepancyKind.RESERVED_DRIFT, _reserved_sum()
+            run, "reserved", DiscrepancyKind.RESERVED_DRIFT, _reserved_sum(), _held()
         )
         pending = _pending_counts()
         tolerances = _tolerances()

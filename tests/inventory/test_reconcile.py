@@ -765,6 +765,25 @@ def test_reserved_drift_is_repaired_and_reported(stores, sku_a, web, receive):
     assert ChannelAvailability.objects.get(variant=sku_a, channel=web).quantity == 2
 
 
+def test_units_held_where_reserved_says_zero_are_found_too(stores, sku_a, sku_b, web, receive):
+    """The check reads only the rows with something reserved or held: a row held by an active
+    reservation whose reserved fell to 0 is among them, and so is one reserved for nothing."""
+    _warehouse, north, _south = stores
+    receive(north, sku_a, 3)
+    receive(north, sku_b, 3)
+    stock_reserve(channel=web, lines=[ReserveLine(variant=sku_a, quantity=2)], reference="O-1")
+    StockLevel.objects.filter(location=north, variant=sku_a).update(reserved=0)
+    StockLevel.objects.filter(location=north, variant=sku_b).update(reserved=1)
+
+    run = stock_reconcile(trigger="test")
+
+    assert (level(north, sku_a), level(north, sku_b)) == ((3, 2), (3, 0))
+    assert run.reserved_drift_repaired == 2
+    assert sorted(
+        Discrepancy.objects.values_list("variant__sku", "expected", "actual", "difference")
+    ) == [(sku_a.sku, 0, 2, 2), (sku_b.sku, 1, 0, -1)]
+
+
 def test_a_count_is_compared_with_the_ledger_not_a_drifted_on_hand(stores, sku_a):
     _warehouse, north, _south = stores
     CountTolerance.objects.create(max_units=1)
