@@ -77,11 +77,22 @@ def stock_level_lock(pairs, *, create_missing: bool = False) -> dict[tuple[int, 
 def _lock_existing(pairs) -> dict[tuple[int, int], StockLevel]:
     rows = {}
     for start in range(0, len(pairs), BATCH * 5):
-        locked = (
-            StockLevel.objects.select_for_update()
-            .filter(pairs_filter(pairs[start : start + BATCH * 5]))
-            .order_by("pk")
-        )
+        chunk = pairs[start : start + BATCH * 5]
+        if connection.vendor == "postgresql":
+            # Joined with the pairs as arrays, each pair one probe of the unique index. As IN
+            # lists, the planner reads every row of a location (a store's rows lie on every
+            # page of the table) and filters them: 0.3 s for a POS batch of 9,000 items.
+            table = connection.ops.quote_name(StockLevel._meta.db_table)
+            locked = StockLevel.objects.raw(
+                f"SELECT s.* FROM {table} s JOIN unnest(%s::bigint[], %s::bigint[]) "
+                "AS p(location_id, variant_id) ON s.location_id = p.location_id "
+                "AND s.variant_id = p.variant_id ORDER BY s.id FOR UPDATE OF s",
+                [[loc for loc, _ in chunk], [var for _, var in chunk]],
+            )
+        else:
+            locked = (
+                StockLevel.objects.select_for_update().filter(pairs_filter(chunk)).order_by("pk")
+            )
         rows.update({(row.location_id, row.variant_id): row for row in locked})
     return rows
 
@@ -120,12 +131,14 @@ def bulk_increment(rows_deltas: dict[int, dict[str, int]]) -> None:
 
 
 def write_moves(
-    moves: list[Move], *, source: str, actor=None, now=None, rows=None
+    moves: list[Move], *, source: str, actor=None, now=None, rows=None, returning=True
 ) -> list[StockMovement]:
     """Write ledger lines and move ``on_hand`` with them, in the caller's transaction.
 
     Locks the stock rows (creating those missing) unless the caller passes the ``rows`` it
-    locked already with ``stock_level_lock``.
+    locked already with ``stock_level_lock``. Returns the lines written; with ``returning``
+    False nothing, and on PostgreSQL the lines go in without a model object each (a POS batch
+    of 10,000).
     """
     if not moves:
         return []
@@ -133,9 +146,15 @@ def write_moves(
     if rows is None:
         rows = stock_level_lock([(m.location_id, m.variant_id) for m in moves], create_missing=True)
     deltas = defaultdict(lambda: {"on_hand": 0})
-    movements = []
     for move in moves:
         deltas[rows[(move.location_id, move.variant_id)].pk]["on_hand"] += move.quantity
+    actor = actor if getattr(actor, "pk", None) else None
+    if not returning and connection.vendor == "postgresql":
+        _insert_ledger(moves, source=source, actor_id=actor.pk if actor else None, now=now)
+        bulk_increment(deltas)
+        return []
+    movements = []
+    for move in moves:
         movements.append(
             StockMovement(
                 location_id=move.location_id,
@@ -147,13 +166,48 @@ def write_moves(
                 reference=move.reference,
                 reason=move.reason,
                 idempotency_key=move.idempotency_key,
-                actor=actor if getattr(actor, "pk", None) else None,
+                actor=actor,
                 occurred_at=move.occurred_at or now,
             )
         )
     created = StockMovement.objects.bulk_create(movements, batch_size=BATCH)
     bulk_increment(deltas)
     return created
+
+
+def _insert_ledger(moves: list[Move], *, source: str, actor_id, now) -> None:
+    """PostgreSQL: the ledger lines of ``moves``, ``BATCH`` at a time, each one
+    ``INSERT ... SELECT`` from a parameter array per column. ``recorded_at`` is the time of
+    writing, as the model's ``auto_now_add`` sets it."""
+    table = connection.ops.quote_name(StockMovement._meta.db_table)
+    recorded_at = timezone.now()
+    with connection.cursor() as cursor:
+        for start in range(0, len(moves), BATCH):
+            chunk = moves[start : start + BATCH]
+            cursor.execute(
+                f"INSERT INTO {table} (location_id, variant_id, kind, quantity, channel_id, "
+                "source, reference, reason, idempotency_key, actor_id, occurred_at, recorded_at) "
+                "SELECT m.location_id, m.variant_id, m.kind, m.quantity, m.channel_id, %s, "
+                "m.reference, m.reason, m.idempotency_key, %s, m.occurred_at, %s "
+                "FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[], %s::integer[], "
+                "%s::bigint[], %s::varchar[], %s::varchar[], %s::varchar[], %s::timestamptz[]) "
+                "AS m(location_id, variant_id, kind, quantity, channel_id, reference, reason, "
+                "idempotency_key, occurred_at)",
+                [
+                    source,
+                    actor_id,
+                    recorded_at,
+                    [m.location_id for m in chunk],
+                    [m.variant_id for m in chunk],
+                    [m.kind for m in chunk],
+                    [m.quantity for m in chunk],
+                    [m.channel_id for m in chunk],
+                    [m.reference for m in chunk],
+                    [m.reason for m in chunk],
+                    [m.idempotency_key for m in chunk],
+                    [m.occurred_at or now for m in chunk],
+                ],
+            )
 
 
 def after_commit(func, **kwargs) -> None:
@@ -205,9 +259,10 @@ def positive_quantity(value, field_name="quantity") -> int:
     return value
 
 
-def variants_by_sku(values) -> dict[str, Variant]:
+def variants_by_sku(values, *, only=None) -> dict[str, Variant]:
     """The variants that ``values`` name (SKUs in any case, or variants), in one query, by
-    normalised SKU. SKUs that name nothing are left out; look lines up with ``variant_of``."""
+    normalised SKU. SKUs that name nothing are left out; look lines up with ``variant_of``.
+    ``only``: the fields to load, when the caller reads no others (a batch of 10,000 lines)."""
     found, wanted = {}, set()
     for value in values:
         if isinstance(value, Variant):
@@ -216,7 +271,10 @@ def variants_by_sku(values) -> dict[str, Variant]:
             wanted.add(sku)
     wanted -= found.keys()
     if wanted:
-        found.update((v.sku, v) for v in Variant.objects.filter(sku__in=sorted(wanted)))
+        variants = Variant.objects.filter(sku__in=sorted(wanted))
+        if only:
+            variants = variants.only(*only)
+        found.update((v.sku, v) for v in variants)
     return found
 
 

@@ -287,7 +287,9 @@ def _validate_batch(movements, default_location: Location | None, now):
             code="batch_too_large",
             extra={"movements": [f"At most {MAX_BATCH}."]},
         )
-    variants = variants_by_sku(str(m.get("sku") or "") for m in movements if isinstance(m, dict))
+    variants = variants_by_sku(
+        (str(m.get("sku") or "") for m in movements if isinstance(m, dict)), only=("sku",)
+    )
     codes = {str(m.get("location")) for m in movements if isinstance(m, dict) and m.get("location")}
     locations = {loc.code: loc for loc in Location.objects.filter(code__in=codes)}
     errors, moves, seen = {}, [], {}
@@ -421,7 +423,7 @@ def movement_batch_apply(
                     ).values_list("idempotency_key", flat=True)
                 )
             fresh = [m for m in moves if m.idempotency_key not in done]
-            write_moves(fresh, source=source, actor=actor, now=now, rows=rows)
+            write_moves(fresh, source=source, actor=actor, now=now, rows=rows, returning=False)
             batch.applied_count = len(fresh)
             batch.duplicate_count = len(moves) - len(fresh)
             batch.save(update_fields=["applied_count", "duplicate_count"])

@@ -401,6 +401,57 @@ def test_movements_keep_their_location_time_reference_and_channel(
     assert ChannelAvailability.objects.get(variant=variant, channel=pos).quantity == 1
 
 
+def test_a_batch_writes_its_ledger_lines_as_the_model_objects_would(store, variant, staff_user):
+    """A batch's lines go in as one statement of arrays (no model object each): every field as
+    the ORM writes it, and on hand moved the same."""
+    from django.db import transaction
+
+    from inventory.services.common import Move, write_moves
+
+    pos = ChannelFactory(code="till-arrays", kind="store_pos")
+    other = VariantFactory(sku="POS-ARRAYS-2")
+    now = timezone.now()
+    moves = [
+        Move(store.pk, variant.pk, "receipt", 5, idempotency_key="k1"),
+        Move(
+            store.pk,
+            other.pk,
+            "sale",
+            -2,
+            reference="ticket 7",
+            reason="",
+            channel_id=pos.pk,
+            idempotency_key="k2",
+            occurred_at=now - timedelta(hours=2),
+        ),
+        Move(store.pk, variant.pk, "adjustment", -1, reason="Broken", idempotency_key=None),
+    ]
+    # all but the key and recorded_at (the time of writing, checked below)
+    fields = [
+        f.attname
+        for f in StockMovement._meta.concrete_fields
+        if f.attname not in ("id", "recorded_at")
+    ]
+
+    def written():
+        lines = StockMovement.objects.filter(location=store).order_by("pk").values_list(*fields)
+        return list(lines), on_hand(store, variant), on_hand(store, other)
+
+    with transaction.atomic():
+        write_moves(moves, source="pos:arrays", actor=staff_user, now=now)
+        by_objects = written()
+        transaction.set_rollback(True)
+
+    assert write_moves(moves, source="pos:arrays", actor=staff_user, now=now, returning=False) == []
+
+    assert written() == by_objects
+    recorded = StockMovement.objects.filter(location=store).values_list("recorded_at", flat=True)
+    assert len(recorded) == 3 and all(now <= at <= timezone.now() for at in recorded)
+    assert by_objects[1:] == (4, -2)
+    assert by_objects[0][1][fields.index("channel_id")] == pos.pk
+    assert by_objects[0][0][fields.index("actor_id")] == staff_user.pk
+
+
 # --- Single movements keep the same limits ----------------------------------------------------
 
 
