@@ -2,9 +2,13 @@
 what is ready for too long; mark ready, and hand over with the customer's code (typed, or the
 QR code of her confirmation scanned into the scan box)."""
 
+from itertools import chain
+from urllib.parse import quote
+
 from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from omni.exceptions import OmniError
@@ -24,9 +28,24 @@ def _source(request) -> str:
     return f"user:{request.user.pk}"
 
 
+def _with_addresses(queue, location) -> None:
+    """Give each order of the queue ``addresses``: its page, mark ready and hand over. Each is
+    reversed once with a stand-in for the number, then filled in per order (reversing them for
+    every row was a fifth of the page's time at 500 pickups)."""
+    stand_in = "0NUMBER0"
+    patterns = {
+        name: reverse(f"store:{name}", args=[location.code, stand_in])
+        for name in ("pickup", "pickup_ready", "pickup_collect")
+    }
+    for order in chain(queue.overdue, queue.to_prepare, queue.ready, queue.awaiting_transfer):
+        number = quote(order.number)
+        order.addresses = {name: url.replace(stand_in, number) for name, url in patterns.items()}
+
+
 @store_page
 def pickup_queue(request, location):
     queue = pickup_queue_for_location(location)
+    _with_addresses(queue, location)
     return render(
         request,
         "store/pickups.html",

@@ -76,6 +76,22 @@ def test_queue_sorts_orders_into_sections(
     assert "O-TEST-0006" not in body  # store B's
 
 
+def test_each_row_links_the_orders_page_and_its_actions(client_a, stores, make_order):
+    """The rows' addresses are filled in from one reversal each: the same as reversing them."""
+    from django.utils import timezone
+
+    placed = make_order(stores["a"], OrderStatus.PLACED)
+    ready = make_order(stores["a"], OrderStatus.READY, ready_at=timezone.now())
+
+    body = client_a.get(url("pickups", stores["a"])).content.decode()
+
+    for order, action in ((placed, "pickup_ready"), (ready, "pickup_collect")):
+        assert f'<a href="{url("pickup", stores["a"], order.number)}">' in body
+        assert f'action="{url(action, stores["a"], order.number)}"' in body
+    assert url("pickup_collect", stores["a"], placed.number) not in body
+    assert url("pickup_ready", stores["a"], ready.number) not in body
+
+
 def test_queries_do_not_grow_with_the_queue(client_a, stores, make_order):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
