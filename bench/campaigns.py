@@ -51,6 +51,7 @@ elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import machine  # noqa: E402
+from bench.report import put_block  # noqa: E402
 from bench.run import bench_env, git_info, log, machine_info, manage, step  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "campaigns.json"
@@ -1080,17 +1081,7 @@ def write_docs(results: dict) -> None:
     tmp = DOCS.with_name(DOCS.name + ".tmp")
     tmp.write_text(markdown(results))
     os.replace(tmp, DOCS)
-    text = SUMMARY.read_text() if SUMMARY.exists() else "# Benchmarks\n"
-    block = summary_block(results)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = SUMMARY.with_name(SUMMARY.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, SUMMARY)
+    put_block(SUMMARY, BEGIN, END, summary_block(results))
 
 
 # --- main -----------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ import json
 import os
 from pathlib import Path
 
+from bench.report import put_block
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "benchmarks-customers.md"
@@ -521,15 +523,5 @@ def write_docs() -> dict:
     tmp = DOCS.with_name(DOCS.name + ".tmp")
     tmp.write_text(markdown(sections))
     os.replace(tmp, DOCS)
-    text = SUMMARY.read_text() if SUMMARY.exists() else "# Benchmarks\n"
-    block = summary_section(sections)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = SUMMARY.with_name(SUMMARY.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, SUMMARY)
+    put_block(SUMMARY, BEGIN, END, summary_section(sections))
     return sections

@@ -43,10 +43,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import machine, server, wrk  # noqa: E402
+from bench.report import put_block  # noqa: E402
 from bench.run import bench_env, git_info, log, machine_info, manage, step  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "inventory.json"
 DOCS = ROOT / "docs" / "benchmarks-inventory.md"
+SUMMARY = ROOT / "docs" / "benchmarks.md"
+BEGIN = "<!-- inventory:begin (written by bench/inventory.py, make bench-inventory) -->"
+END = "<!-- inventory:end -->"
 FLOOR_PATH = "/bench/floor"
 AVAILABILITY_PATH = "/api/v1/inventory/availability/web/{sku}/"
 BATCH_PATH = "/api/v1/inventory/availability/web/batch/"
@@ -892,6 +896,29 @@ def write_docs(results) -> None:
             "",
         ]
     DOCS.write_text("\n".join(lines))
+    put_block(SUMMARY, BEGIN, END, summary_block(results))
+
+
+def summary_block(results) -> str:
+    """The "Inventory" section of docs/benchmarks.md: every figure against its target."""
+    carried = results.get("carried_over") or {}
+    lines = [
+        BEGIN,
+        "## Inventory",
+        "",
+        f"Last run: {results['timestamp']}, commit `{results['code']['commit'][:7]}`, on "
+        f"{results['dataset'].get('stock_rows', 0):,} stock rows (50 locations x 100,000 "
+        "variants). Details: [benchmarks-inventory.md](benchmarks-inventory.md). Command: "
+        "`make bench-inventory`."
+        + (f" Kept from earlier runs: {', '.join(sorted(carried))}." if carried else ""),
+        "",
+        "| figure | measured | target | |",
+        "|---|---|---|---|",
+    ]
+    for name, measured, target, ok in verdicts(results):
+        lines.append(f"| {name} | {measured} | {target} | {'pass' if ok else '**FAIL**'} |")
+    lines.append(END)
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:

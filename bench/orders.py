@@ -39,6 +39,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import machine, server, wrk  # noqa: E402
+from bench.report import put_block  # noqa: E402
 from bench.run import bench_env, check_run, git_info, log, machine_info, manage, step  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "orders.json"
@@ -674,15 +675,7 @@ def markdown(results: dict) -> str:
 
 def write_docs(results: dict) -> None:
     DOCS.write_text(markdown(results))
-    text = SUMMARY.read_text() if SUMMARY.exists() else "# Benchmarks\n"
-    block = summary_block(results)
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    SUMMARY.write_text(text)
+    put_block(SUMMARY, BEGIN, END, summary_block(results))
 
 
 # --- main -----------------------------------------------------------------------------------

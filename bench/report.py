@@ -438,7 +438,24 @@ def markdown(data: dict, sweep: dict | None) -> str:
     return "\n".join(out)
 
 
-KEPT_BLOCK = re.compile(r"<!-- (customers|orders|campaigns):begin.*?<!-- \1:end -->", re.S)
+KEPT_BLOCK = re.compile(
+    r"<!-- (inventory|customers|orders|campaigns):begin.*?<!-- \1:end -->", re.S
+)
+
+
+def put_block(path: Path, begin: str, end: str, block: str) -> None:
+    """Write ``block`` (from ``begin`` to ``end``) into the page at ``path``: in place of the
+    block there, else at the end. Atomically, like the rest of the page's writers."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def write_markdown(path: Path, data: dict, sweep: dict | None) -> None:
