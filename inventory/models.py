@@ -478,7 +478,8 @@ class StockCount(models.Model):
     )
     # Written with the lines, once (lines are not added to a submitted count): the lists and
     # the reconciliation's plan read it instead of counting millions of lines.
-    line_count = models.PositiveIntegerField("lines", default=0, editable=False)
+    # (a database default too, for code of the release before, still running during a deploy)
+    line_count = models.PositiveIntegerField("lines", default=0, db_default=0, editable=False)
 
     class Meta:
         constraints = [

@@ -452,6 +452,19 @@ def test_a_batch_writes_its_ledger_lines_as_the_model_objects_would(store, varia
     assert by_objects[0][0][fields.index("actor_id")] == staff_user.pk
 
 
+@pytest.mark.django_db(transaction=True)
+def test_stock_rows_are_locked_only_inside_a_transaction(variant):
+    from django.db.transaction import TransactionManagementError
+
+    from inventory.services import stock_level_lock
+
+    location = LocationFactory(code="till-autocommit")
+    StockLevel.objects.create(location=location, variant=variant, on_hand=1)
+
+    with pytest.raises(TransactionManagementError):
+        stock_level_lock([(location.pk, variant.pk)])
+
+
 # --- Single movements keep the same limits ----------------------------------------------------
 
 

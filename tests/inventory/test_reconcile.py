@@ -487,6 +487,35 @@ def test_counts_are_grouped_by_lines_with_one_count_per_location():
     assert groups([(1, 10, limit // 2), (2, 11, limit // 2), (3, 12, 1)]) == [[1, 2], [3]]
 
 
+def test_line_counts_are_filled_for_the_counts_there_are(stores, sku_a, sku_b):
+    """Migration 0007's fill, and the column's database default (the release before, still
+    running during a deploy, writes counts without it)."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    fill = import_module("inventory.migrations.0007_count_line_count").fill
+    two = count(stores[1], (sku_a, 1), (sku_b, 2))
+    one = count(stores[2], (sku_a, 1))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {StockCount._meta.db_table} (location_id, kind, status, reason, "
+            "reference, source, counted_at) VALUES (%s, 'physical', 'requested', '', '', '', "
+            "NULL) RETURNING id",
+            [stores[0].pk],
+        )
+        older = cursor.fetchone()[0]
+    StockCount.objects.update(line_count=0)
+
+    fill(apps, None)
+
+    assert dict(StockCount.objects.values_list("pk", "line_count")) == {
+        two.pk: 2,
+        one.pk: 1,
+        older: 0,
+    }
+
+
 def test_the_pending_counts_oldest_first_with_their_stored_line_counts(stores, sku_a, sku_b):
     warehouse, north, _south = stores
     later = count(north, (sku_a, 1), (sku_b, 2), hour=3)
