@@ -27,7 +27,7 @@ from omni.models import Channel
 
 from .common import customer_lock, identifiers_lock
 from .resolution import ResolveRequest, drop_blocked, identities_resolve, survivor_of
-from .stats import Usage, order_key, purchase_events, stats_apply
+from .stats import Usage, order_key, stats_apply
 
 MAX_EVENTS = 1000
 KINDS = frozenset(k.value for k in TouchpointKind)
@@ -316,14 +316,11 @@ def _write(events: list[Event], customer_ids: list[int], source: str, now) -> se
     inserted = _insert(events, customer_ids, source, now)
     usage: dict[int, Usage] = {}
     channel_usage: dict[tuple[int, int], list] = {}
-    cancellations = []
     for e, customer_id in zip(events, customer_ids, strict=True):
         if e.event_id not in inserted:
             continue
         if e.kind == Kind.ORDER_CANCELLED:
-            # Not her activity (staff or the shop cancelled): only the purchase is taken back.
-            cancellations.append((customer_id, e))
-            continue
+            continue  # not her activity (staff or the shop cancelled): see _taken_back
         add = usage.get(customer_id)
         if add is None:
             add = usage[customer_id] = Usage(first=e.occurred_at, last=e.occurred_at)
@@ -341,47 +338,85 @@ def _write(events: list[Event], customer_ids: list[int], source: str, now) -> se
             entry[0] += 1
             entry[1] = min(entry[1], e.occurred_at)
             entry[2] = max(entry[2], e.occurred_at)
-    by_customer: dict[int, list[Event]] = defaultdict(list)
-    for customer_id, e in cancellations:
-        by_customer[customer_id].append(e)
-    for customer_id, cancelled in by_customer.items():
-        amounts = _taken_back(customer_id, cancelled)
-        if not amounts:
-            continue  # no purchase of those orders left to take back: counters unchanged
+    for customer_id, (count, revenue) in _taken_back(
+        [(c, e) for c, e in zip(customer_ids, events, strict=True) if e.event_id in inserted],
+        source,
+    ).items():
         add = usage.get(customer_id)
         if add is None:
             add = usage[customer_id] = Usage(first=None, last=None)
-        add.purchases -= len(amounts)
-        add.revenue -= sum(amounts)
+        add.purchases -= count
+        add.revenue -= revenue
         add.cancelled = True
     stats_apply(usage=usage, channel_usage=channel_usage)
     return inserted
 
 
-def _taken_back(customer_id: int, cancellations: list[Event]) -> list[Decimal]:
-    """The amounts of the purchases these cancellations (just recorded) take back. Each
-    takes the newest purchase of its order (``properties.order`` as text: 1001 and "1001"
-    match) that no earlier cancellation took; one that finds none (the same order cancelled
-    again under another event id, an order she never bought) takes nothing."""
-    new = Counter(k for e in cancellations if (k := order_key(e.properties)) is not None)
-    if not new:
-        return []
-    cancelled: Counter = Counter()
-    purchases: dict[str, list] = defaultdict(list)
-    for kind, _at, properties in purchase_events(customer_id):
-        key = order_key(properties)
-        if key not in new:
-            continue
-        if kind == Kind.ORDER_CANCELLED:
-            cancelled[key] += 1  # these include the new ones
-        else:
-            purchases[key].append(properties)
-    amounts = []
-    for key, count in new.items():
-        earlier = cancelled[key] - count
-        for properties in purchases[key][earlier : earlier + count]:
-            amounts.append(_amount(properties)[0] or Decimal(0))
-    return amounts
+def _taken_back(recorded: list[tuple[int, Event]], source: str) -> dict[int, tuple[int, Decimal]]:
+    """What order cancellations take back anew now that ``recorded`` (events of ``source``
+    just inserted, with their customers) are in: ``{customer: (purchases, revenue)}``.
+
+    A cancellation takes back the newest purchase of its order (``properties.order`` as
+    text: 1001 and "1001" match) that no other cancellation took, as ``last_purchase_of``
+    reads them, whichever arrives first: a cancellation recorded before its purchase takes
+    it when it comes. One that finds none (the same order cancelled again under another
+    event id, an order she never bought) takes nothing. The amount taken back is the
+    purchase's. Customers whose new events are neither cancellations nor purchases of an
+    order someone cancelled are not read.
+    """
+    keyed = [
+        (customer_id, e, key)
+        for customer_id, e in recorded
+        if e.kind in (Kind.PURCHASE, Kind.ORDER_CANCELLED)
+        and (key := order_key(e.properties)) is not None
+    ]
+    cancelling = {customer_id for customer_id, e, _key in keyed if e.kind == Kind.ORDER_CANCELLED}
+    buying = {(customer_id, key) for customer_id, e, key in keyed if e.kind == Kind.PURCHASE}
+    if buying:  # purchases of orders cancelled already (cancellations are few: one query)
+        cancelled = {
+            (customer_id, key)
+            for customer_id, properties in Touchpoint.objects.filter(
+                customer_id__in={customer_id for customer_id, _key in buying},
+                kind=Kind.ORDER_CANCELLED,
+            ).values_list("customer_id", "properties")
+            if (key := order_key(properties)) is not None
+        }
+        cancelling |= {customer_id for customer_id, key in buying & cancelled}
+    new_ids = {e.event_id for _customer_id, e, _key in keyed}
+    result = {}
+    for customer_id in cancelling:
+        keys = {key for c, _e, key in keyed if c == customer_id}
+        purchases, cancellations = defaultdict(list), Counter()
+        history = (
+            Touchpoint.objects.filter(
+                customer_id=customer_id,
+                kind__in=(Kind.PURCHASE, Kind.ORDER_CANCELLED),
+            )
+            .order_by("-occurred_at", "-id")
+            .values_list("kind", "properties", "source", "event_id")
+        )
+        for kind, properties, event_source, event_id in history:
+            key = order_key(properties)
+            if key not in keys:
+                continue
+            new = event_source == source and event_id in new_ids
+            if kind == Kind.ORDER_CANCELLED:
+                cancellations[key, new] += 1
+            else:  # newest first
+                purchases[key].append((new, _amount(properties)[0] or Decimal(0)))
+        count, revenue = 0, Decimal(0)
+        for key in keys:
+            every = purchases[key]
+            before = [amount for new, amount in every if not new]
+            cancelled_before = cancellations[key, False]
+            taken_before = before[: min(cancelled_before, len(before))]
+            cancelled_now = cancelled_before + cancellations[key, True]
+            taken_now = [amount for _new, amount in every[: min(cancelled_now, len(every))]]
+            count += len(taken_now) - len(taken_before)
+            revenue += sum(taken_now) - sum(taken_before)
+        if count or revenue:
+            result[customer_id] = (count, revenue)
+    return result
 
 
 def touchpoints_ingest(*, source: str, events: list, now: datetime | None = None) -> IngestResult:

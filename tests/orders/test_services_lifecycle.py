@@ -638,6 +638,43 @@ def test_one_batch_cancelling_an_order_twice_takes_it_back_once(shop):
     assert customer.last_purchase_at.isoformat() == "2026-03-01T10:00:00+00:00"
 
 
+def test_a_purchase_recorded_after_its_cancellation_is_taken_back_when_it_comes(shop):
+    """Events arrive out of order: the cancellation first (nothing to take back yet), then
+    its purchase, which it takes back. A second cancellation of the order then takes nothing,
+    and another order's purchase counts."""
+    from customers.models import Customer
+    from customers.services import touchpoints_ingest
+
+    who = [{"kind": "email", "value": "zoe@example.com"}]
+
+    def ingest(event_id, kind, order, at, amount="40.00"):
+        touchpoints_ingest(
+            source="client:1",
+            events=[
+                {
+                    "event_id": event_id,
+                    "kind": kind,
+                    "channel": "web",
+                    "occurred_at": at,
+                    "identifiers": who,
+                    "properties": {"order": order, "amount": amount},
+                }
+            ],
+        )
+        customer = Customer.objects.get()
+        return customer.lifetime_orders, str(customer.lifetime_revenue), customer.last_purchase_at
+
+    assert ingest("c1", "order_cancelled", "Z-1", "2026-03-01T11:00:00Z") == (0, "0.00", None)
+    assert ingest("p1", "purchase", "Z-1", "2026-03-01T10:00:00Z", "40.00") == (0, "0.00", None)
+    assert ingest("c1-again", "order_cancelled", "Z-1", "2026-03-01T12:00:00Z") == (
+        0,
+        "0.00",
+        None,
+    )
+    orders, revenue, last = ingest("p2", "purchase", "Z-2", "2026-03-02T10:00:00Z", "15.50")
+    assert (orders, revenue, last.isoformat()) == (1, "15.50", "2026-03-02T10:00:00+00:00")
+
+
 def test_an_order_number_matches_as_text_whatever_its_json_type(shop):
     from customers.models import Customer
     from customers.services import touchpoints_ingest
