@@ -252,6 +252,28 @@ def test_movements_after_the_count_time_are_no_discrepancy(stores, sku_a):
     assert level(north, sku_a) == (6, 0)
 
 
+def test_counts_of_one_group_each_take_the_movements_after_their_own_time(stores, sku_a):
+    """One group, two stores counted at different times: each count's expected quantity takes
+    back only its own store's movements after its own count time (the run also reads the
+    ledger from the earliest count time on, which must not change that)."""
+    _warehouse, north, south = stores
+    for store in (north, south):
+        post(store, ("r", sku_a, "receipt", 10, 0))
+    post(north, ("n1", sku_a, "sale", 1, 2), ("n2", sku_a, "sale", 2, 4), batch="later")
+    post(south, ("s1", sku_a, "sale", 3, 2), ("s2", sku_a, "sale", 4, 4), batch="later")
+    early = count(north, (sku_a, 10), hour=1)  # before both of north's sales
+    late = count(south, (sku_a, 7), hour=3)  # after south's first sale, before its second
+
+    run = stock_reconcile(trigger="test")
+
+    assert count_services._count_groups([(early.pk, north.pk, 1), (late.pk, south.pk, 1)]) == [
+        [early.pk, late.pk]
+    ]
+    assert (run.lines_compared, run.discrepancies_found) == (2, 0)
+    assert early.lines.get().expected_quantity == 10
+    assert late.lines.get().expected_quantity == 7
+
+
 def test_a_sale_after_the_count_does_not_hide_a_real_difference(stores, sku_a):
     _warehouse, north, _south = stores
     post(north, ("r", sku_a, "receipt", 10, 0))
