@@ -382,35 +382,37 @@ def _taken_back(recorded: list[tuple[int, Event]], source: str) -> dict[int, tup
             if (key := order_key(properties)) is not None
         }
         cancelling |= {customer_id for customer_id, key in buying & cancelled}
+    keys = defaultdict(set)  # the orders of each customer's new events
+    for customer_id, _e, key in keyed:
+        keys[customer_id].add(key)
     new_ids = {e.event_id for _customer_id, e, _key in keyed}
+    purchases = defaultdict(list)  # (customer, order) -> [(new, amount)], newest first
+    cancellations = Counter()  # (customer, order, new)
+    history = (  # their purchases and cancellations, in one read of the timeline index
+        Touchpoint.objects.filter(
+            customer_id__in=cancelling, kind__in=(Kind.PURCHASE, Kind.ORDER_CANCELLED)
+        )
+        .order_by("customer_id", "-occurred_at", "-id")
+        .values_list("customer_id", "kind", "properties", "source", "event_id")
+    )
+    for customer_id, kind, properties, event_source, event_id in history:
+        key = order_key(properties)
+        if key not in keys[customer_id]:
+            continue
+        new = event_source == source and event_id in new_ids
+        if kind == Kind.ORDER_CANCELLED:
+            cancellations[customer_id, key, new] += 1
+        else:
+            purchases[customer_id, key].append((new, _amount(properties)[0] or Decimal(0)))
     result = {}
     for customer_id in cancelling:
-        keys = {key for c, _e, key in keyed if c == customer_id}
-        purchases, cancellations = defaultdict(list), Counter()
-        history = (
-            Touchpoint.objects.filter(
-                customer_id=customer_id,
-                kind__in=(Kind.PURCHASE, Kind.ORDER_CANCELLED),
-            )
-            .order_by("-occurred_at", "-id")
-            .values_list("kind", "properties", "source", "event_id")
-        )
-        for kind, properties, event_source, event_id in history:
-            key = order_key(properties)
-            if key not in keys:
-                continue
-            new = event_source == source and event_id in new_ids
-            if kind == Kind.ORDER_CANCELLED:
-                cancellations[key, new] += 1
-            else:  # newest first
-                purchases[key].append((new, _amount(properties)[0] or Decimal(0)))
         count, revenue = 0, Decimal(0)
-        for key in keys:
-            every = purchases[key]
+        for key in keys[customer_id]:
+            every = purchases[customer_id, key]
             before = [amount for new, amount in every if not new]
-            cancelled_before = cancellations[key, False]
+            cancelled_before = cancellations[customer_id, key, False]
             taken_before = before[: min(cancelled_before, len(before))]
-            cancelled_now = cancelled_before + cancellations[key, True]
+            cancelled_now = cancelled_before + cancellations[customer_id, key, True]
             taken_now = [amount for _new, amount in every[: min(cancelled_now, len(every))]]
             count += len(taken_now) - len(taken_before)
             revenue += sum(taken_now) - sum(taken_before)

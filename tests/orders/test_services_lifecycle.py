@@ -675,6 +675,44 @@ def test_a_purchase_recorded_after_its_cancellation_is_taken_back_when_it_comes(
     assert (orders, revenue, last.isoformat()) == (1, "15.50", "2026-03-02T10:00:00+00:00")
 
 
+def test_a_cancellation_takes_back_only_its_own_customers_purchase(shop):
+    """One batch, two customers whose orders share a number: each customer's cancellations
+    take back only her purchases."""
+    from customers.models import Customer
+    from customers.services import touchpoints_ingest
+
+    def event(event_id, kind, email, at, amount):
+        return {
+            "event_id": event_id,
+            "kind": kind,
+            "channel": "web",
+            "occurred_at": at,
+            "identifiers": [{"kind": "email", "value": email}],
+            "properties": {"order": "S-1", "amount": amount},
+        }
+
+    touchpoints_ingest(
+        source="client:1",
+        events=[
+            event("a-c", "order_cancelled", "ana@example.com", "2026-03-01T11:00:00Z", "5.00"),
+            event("b-p", "purchase", "bea@example.com", "2026-03-01T10:00:00Z", "20.00"),
+        ],
+    )
+    touchpoints_ingest(
+        source="client:1",
+        events=[
+            event("a-p", "purchase", "ana@example.com", "2026-03-01T10:00:00Z", "30.00"),
+            event("b-p2", "purchase", "bea@example.com", "2026-03-02T10:00:00Z", "7.00"),
+        ],
+    )
+
+    figures = {
+        c.identities.get(kind="email").value: (c.lifetime_orders, str(c.lifetime_revenue))
+        for c in Customer.objects.all()
+    }
+    assert figures == {"ana@example.com": (0, "0.00"), "bea@example.com": (2, "27.00")}
+
+
 def test_an_order_number_matches_as_text_whatever_its_json_type(shop):
     from customers.models import Customer
     from customers.services import touchpoints_ingest
