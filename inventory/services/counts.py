@@ -381,25 +381,11 @@ def _apply_corrections(cursor, sql: _Sql, now) -> tuple[int, list[tuple[int, int
     count time, and move on hand with them. Returns how many, and the stock rows moved as
     (location, variant)."""
     d, level = sql.DIFFERING, sql.level
-    cursor.execute(
-        f"SELECT d.location_id, d.variant_id FROM {d} d WHERE d.auto = 1 AND NOT EXISTS "
-        f"(SELECT 1 FROM {level} s WHERE s.location_id = d.location_id "
-        "AND s.variant_id = d.variant_id)"
-    )
-    missing = cursor.fetchall()
-    if missing:  # an item counted where the ledger never had it: its row, empty
-        stock_level_lock(missing, create_missing=True)
-    if connection.vendor == "postgresql":  # (SQLite locks the whole database for a write)
-        # The rows locked in primary-key order, the one lock order for stock rows (no deadlock
-        # with reservations and sales). Their keys are looked up one row of the differences at
-        # a time, then locked through the primary key: as a join, the planner may walk the
-        # unique index from its start instead (1.3 s for the counts of the first stores).
-        cursor.execute(
-            f"SELECT s.id FROM {level} s WHERE s.id = ANY(ARRAY(SELECT (SELECT x.id "
-            f"FROM {level} x WHERE x.location_id = d.location_id "
-            f"AND x.variant_id = d.variant_id) FROM {d} d WHERE d.auto = 1)) "
-            "ORDER BY s.id FOR UPDATE OF s"
-        )
+    # The stock rows locked in primary-key order (the one lock order for stock rows: no
+    # deadlock with reservations and sales), those of items counted where the ledger never
+    # had them created empty after them, with the highest keys.
+    cursor.execute(f"SELECT DISTINCT location_id, variant_id FROM {d} WHERE auto = 1")
+    stock_level_lock(cursor.fetchall(), create_missing=True)
     cursor.execute(
         f"INSERT INTO {sql.movement} (location_id, variant_id, kind, quantity, source, "
         "reference, reason, idempotency_key, occurred_at, recorded_at) "
