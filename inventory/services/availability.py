@@ -9,12 +9,13 @@ touched once it commits, and for everything by the scheduled sweep.
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import F, Sum, Value
+from django.db.models import Exists, F, OuterRef, Sum, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from catalog.models import Variant
-from inventory.models import ChannelAvailability, ChannelStockPolicy, ChannelStockRule, StockLevel
+from inventory.models import ChannelAvailability, ChannelStockRule, StockLevel
+from omni.db import PreparedQuery
 from omni.models import Channel
 from omni.services import outbox_emit_many
 
@@ -42,36 +43,37 @@ def availability_state(quantity: int, is_low_stock: bool) -> str:
     return "low_stock" if is_low_stock else "in_stock"
 
 
-def _channels(channel_ids=None, variant_ids=None) -> dict[int, tuple[str, Policy]]:
-    """The sales channels to compute, with their policies: those that stock rules feed, and
-    those that lost their rules but still promise something (they fall to zero)."""
-    fed = Channel.objects.sales().filter(pk__in=ChannelStockRule.objects.values("channel_id"))
-    promising = ChannelAvailability.objects.filter(quantity__gt=0)
-    if variant_ids is not None:  # an incremental refresh: only these variants' rows matter
-        promising = promising.filter(variant_id__in=variant_ids)
-    stale = Channel.objects.exclude(pk__in=fed.values("pk")).filter(
-        pk__in=promising.values("channel_id")
-    )
-    if channel_ids is not None:
-        fed, stale = fed.filter(pk__in=channel_ids), stale.filter(pk__in=channel_ids)
-    policies = {p.channel_id: p for p in ChannelStockPolicy.objects.filter(channel__in=fed)}
-    result = {}
-    for channel in fed:
-        policy = policies.get(channel.pk)
-        result[channel.pk] = (
-            channel.code,
-            Policy(
-                buffer=policy.buffer,
-                exposed_percent=policy.exposed_percent,
-                cap=policy.cap,
-                low_stock_threshold=policy.low_stock_threshold,
-            )
-            if policy
-            else Policy(),
+_fed_channels = PreparedQuery(
+    lambda: (
+        Channel.objects.sales()
+        .filter(Exists(ChannelStockRule.objects.filter(channel_id=OuterRef("pk"))))
+        .order_by("pk")
+        .values_list(
+            "pk",
+            "code",
+            "stock_policy__pk",
+            "stock_policy__buffer",
+            "stock_policy__exposed_percent",
+            "stock_policy__cap",
+            "stock_policy__low_stock_threshold",
         )
-    for channel in stale:
-        result[channel.pk] = (channel.code, Policy(exposed_percent=0))
-    return result
+    )
+)
+
+# A channel that lost its rules (or is no sales channel) promises nothing any more.
+_NOTHING = Policy(exposed_percent=0)
+
+
+def _channels(channel_ids=None) -> dict[int, tuple[str, Policy]]:
+    """The sales channels that stock rules feed, with their policies: one query, compiled and
+    prepared once per connection, as it runs after every stock change. (Channels that lost
+    their rules but still promise something are found with the rows of each batch.)"""
+    wanted = None if channel_ids is None else set(channel_ids)
+    return {
+        pk: (code, Policy(buffer, percent, cap, low) if policy_pk is not None else Policy())
+        for pk, code, policy_pk, buffer, percent, cap, low in _fed_channels.rows()
+        if wanted is None or pk in wanted
+    }
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ class RefreshResult:
     events: int = 0
 
 
-def _refresh_batch(batch: _Batch, channels: dict, now) -> RefreshResult:
+def _refresh_batch(batch: _Batch, fed: dict, now, channel_ids=None) -> RefreshResult:
     # Serialise refreshes of the same variants: a refresh reads stock after taking the lock, so
     # the last one to write saw every change committed before it (no stale overwrite).
     # FOR NO KEY UPDATE does not block inserts that reference the variant (the ledger).
@@ -133,14 +135,19 @@ def _refresh_batch(batch: _Batch, channels: dict, now) -> RefreshResult:
         .values_list("pk", "sku")
     )
     locked = list(skus)
-    sellable = sellable_by_channel(batch, list(channels))
-    # (quantity, is_low_stock) of the rows there are: tuples, as a full sweep reads them all
+    sellable = sellable_by_channel(batch, list(fed))
+    # (quantity, is_low_stock) of the rows there are, on every channel: tuples, as a full sweep
+    # reads them all
+    rows = ChannelAvailability.objects.filter(**batch.lookup("variant_id"))
+    if channel_ids is not None:
+        rows = rows.filter(channel_id__in=channel_ids)
     existing = {
         (variant_id, channel_id): (quantity, low)
-        for variant_id, channel_id, quantity, low in ChannelAvailability.objects.filter(
-            **batch.lookup("variant_id"), channel_id__in=list(channels)
-        ).values_list("variant_id", "channel_id", "quantity", "is_low_stock")
+        for variant_id, channel_id, quantity, low in rows.values_list(
+            "variant_id", "channel_id", "quantity", "is_low_stock"
+        )
     }
+    channels = {**fed, **_stale(existing, fed)}
     writes, events = [], []
     for variant_id in locked:
         for channel_id, (code, policy) in channels.items():
@@ -191,6 +198,19 @@ def _refresh_batch(batch: _Batch, channels: dict, now) -> RefreshResult:
     return RefreshResult(variants=len(locked), rows_written=len(writes), events=len(events))
 
 
+def _stale(existing: dict, fed: dict) -> dict[int, tuple[str, Policy]]:
+    """Channels that still promise some of these variants though no rule feeds them any more
+    (rules removed, or no sales channel): they fall to zero."""
+    ids = {channel_id for (_, channel_id), (quantity, _) in existing.items() if quantity > 0}
+    ids -= fed.keys()
+    if not ids:
+        return {}
+    return {
+        pk: (code, _NOTHING)
+        for pk, code in Channel.objects.filter(pk__in=ids).order_by("pk").values_list("pk", "code")
+    }
+
+
 def availability_refresh(*, variant_ids=None, channel_ids=None, progress=None) -> RefreshResult:
     """Recompute the availability of ``variant_ids`` (all variants when None) on the sales
     channels (``channel_ids``, or all that stock rules feed). Writes only rows that changed and
@@ -199,20 +219,31 @@ def availability_refresh(*, variant_ids=None, channel_ids=None, progress=None) -
     Idempotent: a second run writes nothing. Batches of 2,000 variants, each its own
     transaction (unless the caller holds one), so the sweep never holds many locks for long.
     """
-    channels = _channels(channel_ids, variant_ids)
+    fed = _channels(channel_ids)
     total = RefreshResult()
-    if not channels:
+    if not fed and not _promising(variant_ids, channel_ids):
         return total
     now = timezone.now()
     for batch in _variant_batches(variant_ids):
         with transaction.atomic():
-            result = _refresh_batch(batch, channels, now)
+            result = _refresh_batch(batch, fed, now, channel_ids)
         total.variants += result.variants
         total.rows_written += result.rows_written
         total.events += result.events
         if progress:
             progress(total)
     return total
+
+
+def _promising(variant_ids, channel_ids) -> bool:
+    """Whether any of these rows still promises something (with no channel fed, only those
+    are left to bring to zero)."""
+    rows = ChannelAvailability.objects.filter(quantity__gt=0)
+    if variant_ids is not None:
+        rows = rows.filter(variant_id__in=variant_ids)
+    if channel_ids is not None:
+        rows = rows.filter(channel_id__in=channel_ids)
+    return rows.exists()
 
 
 def _variant_batches(variant_ids):

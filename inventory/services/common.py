@@ -262,10 +262,11 @@ def positive_quantity(value, field_name="quantity") -> int:
     return value
 
 
-def variants_by_sku(values, *, only=None) -> dict[str, Variant]:
+def variants_by_sku(values, *, only=None, related=()) -> dict[str, Variant]:
     """The variants that ``values`` name (SKUs in any case, or variants), in one query, by
     normalised SKU. SKUs that name nothing are left out; look lines up with ``variant_of``.
-    ``only``: the fields to load, when the caller reads no others (a batch of 10,000 lines)."""
+    ``only``: the fields to load, when the caller reads no others (a batch of 10,000 lines);
+    ``related``: relations to load in the same query (``select_related``)."""
     found, wanted = {}, set()
     for value in values:
         if isinstance(value, Variant):
@@ -275,6 +276,8 @@ def variants_by_sku(values, *, only=None) -> dict[str, Variant]:
     wanted -= found.keys()
     if wanted:
         variants = Variant.objects.filter(sku__in=sorted(wanted))
+        if related:
+            variants = variants.select_related(*related)
         if only:
             variants = variants.only(*only)
         found.update((v.sku, v) for v in variants)

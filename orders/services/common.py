@@ -125,18 +125,13 @@ def price_lines(
         raise ValidationFailed(
             f"At most {MAX_LINES} lines.", extra={"lines": [f"At most {MAX_LINES} lines."]}
         )
-    variants = variants_by_sku(line.sku for line in lines)
-    products = {
-        variant.pk: variant.product
-        for variant in Variant.objects.filter(
-            pk__in=[v.pk for v in variants.values()]
-        ).select_related("product")
-    }
+    variants = variants_by_sku((line.sku for line in lines), related=["product"])
+    products = {variant.pk: variant.product for variant in variants.values()}
     listings = {
         listing.variant_id: listing
         for listing in ChannelListing.objects.filter(
             channel=channel, variant__in=[v.pk for v in variants.values()]
-        ).select_related("variant__product")
+        )
     }
     now = timezone.now()
     errors, priced, index_of = {}, [], {}

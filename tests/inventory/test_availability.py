@@ -262,6 +262,50 @@ def test_a_channel_whose_rules_are_removed_falls_to_zero(market, item):
     assert availability_refresh().rows_written == 0
 
 
+def test_a_refresh_of_some_variants_brings_a_channel_that_lost_its_rules_to_zero(market, item):
+    channel = market[0]
+    other = VariantFactory(sku="AV-2")
+    set_stock(market[2], other, 4)
+    availability_refresh(variant_ids=[item.pk, other.pk])
+    channel.stock_rules.all().delete()  # no channel is fed by any rule now
+
+    result = availability_refresh(variant_ids=[item.pk])
+
+    assert promised(item, channel) == (0, False)
+    assert promised(other, channel) == (4, False)  # not asked for: left to its own refresh
+    assert result.rows_written == 1
+    assert changes()[-1][1]["previous_quantity"] == 9
+    assert availability_refresh(variant_ids=[item.pk]).rows_written == 0
+
+
+def test_a_channel_that_lost_its_rules_falls_to_zero_beside_one_still_fed(market, item):
+    channel, big, _small, _closed = market
+    app = ChannelFactory(code="app-fed", kind="app")
+    StockRuleFactory(channel=app, location=big)
+    availability_refresh(variant_ids=[item.pk])
+    assert promised(item, app) == (7, False)  # big: 10 - 2 reserved - 1 safety
+    channel.stock_rules.all().delete()
+
+    result = availability_refresh(variant_ids=[item.pk])
+
+    assert promised(item, channel) == (0, False)
+    assert promised(item, app) == (7, False)
+    assert result.rows_written == 1
+
+
+def test_a_refresh_of_one_variant_is_four_statements_in_its_transaction(
+    market, item, django_assert_num_queries
+):
+    availability_refresh(variant_ids=[item.pk])  # the channels' query is prepared now
+    set_stock(market[1], item, 11, reserved=2)
+    # the channels (prepared), then lock the variant, what it can sell, its rows, the write
+    # (the test's transaction turns the refresh's own into a savepoint: 2 more)
+    with django_assert_num_queries(7):
+        result = availability_refresh(variant_ids=[item.pk])
+    assert result.rows_written == 1
+    assert promised(item, market[0]) == (10, False)
+
+
 def test_refresh_of_some_channels_only(market, item):
     channel = market[0]
     app = ChannelFactory(code="app-only", kind="app")
