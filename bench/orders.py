@@ -653,6 +653,18 @@ def markdown(results: dict) -> str:
                 f"{r['orders_rps']:.0f} | {r['orders_p99_ms']} | {r['floor_ratio']:.3f} | "
                 f"{r['pgbench_ratio']:.3f} |"
             )
+        floor, pgbench = placement["median_floor_rps"], placement["median_pgbench_tps"]
+        by_floor = TARGETS["floor_ratio"] * floor
+        by_pgbench = TARGETS["pgbench_ratio"] * pgbench
+        out += [
+            "",
+            f"For scale: the targets are {by_floor:,.0f} orders/s ({TARGETS['floor_ratio']} of "
+            f"the floor) and {by_pgbench:,.0f} orders/s ({TARGETS['pgbench_ratio']} of pgbench), "
+            f"that is {by_pgbench / floor:.2f} of the rate at which the same stack answers an "
+            "empty view. An order is one write transaction of about twenty statements (the "
+            "order, its lines, the stock rows locked and held, the reservations, the status "
+            "history, the outbox event), then the availability refresh of its SKUs.",
+        ]
     queue = results.get("queue")
     if queue:
         out += [
