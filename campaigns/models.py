@@ -633,11 +633,12 @@ class Message(models.Model):
             ),
         ]
         indexes = [
-            # Messages waiting for the backend (and retries).
+            # Messages waiting for the backend (and retries), read campaign by campaign in
+            # the order they go: a paused campaign's queue is never read.
             models.Index(
-                fields=["next_attempt_at"],
+                fields=["campaign", "next_attempt_at", "id"],
                 condition=Q(status="queued"),
-                name="message_queued_idx",
+                name="message_queue_idx",
             ),
             models.Index(
                 fields=["sending_since"], condition=Q(status="sending"), name="message_sending_idx"

@@ -26,6 +26,7 @@ import time as _time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -322,33 +323,48 @@ def _claim_due(now, limit: int) -> list[Enrolment]:
     customer's steps are decided by one worker at a time, which keeps her cap exact) or a
     merge's or erasure's (which lock the customer first; the claim never waits for them, so
     they cannot deadlock). Campaign by campaign, through the (campaign, due_at, id) index: a
-    paused campaign's backlog is never read. Each campaign first gets an equal share of the
-    batch (one campaign's backlog never holds up another's steps); what the others leave is
-    then given to those with more waiting, so a batch is full whenever that much is due."""
+    paused campaign's backlog is never read (``_shared``)."""
     active = list(
         Campaign.objects.filter(status=CampaignStatus.ACTIVE)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    share = max(limit // max(len(active), 1), 50)
-    claimed: list[Enrolment] = []
-    more: list[tuple[int, Enrolment]] = []  # campaigns that filled their share: their last row
-    for campaign_id in active:
-        room = min(limit - len(claimed), share)
+
+    def take(campaign_id, room, last):
+        # After the rows this transaction already holds (its own locks are not skipped).
+        after = (
+            None
+            if last is None
+            else Q(due_at__gt=last.due_at) | Q(due_at=last.due_at, pk__gt=last.pk)
+        )
+        return _due(campaign_id, now, room, after)
+
+    return _shared(active, limit, take)
+
+
+def _shared(campaign_ids: list[int], limit: int, take) -> list:
+    """Up to ``limit`` rows, campaign by campaign, from ``take(campaign_id, room, last)``: the
+    campaign's first ``room`` rows in its claim order, after ``last`` (the last row this batch
+    took of it) when given. Each campaign first gets an equal share of the batch (one
+    campaign's backlog never holds up another's); what the others leave is then given to those
+    with more waiting, so a batch is full whenever that much is due."""
+    share = max(limit // max(len(campaign_ids), 1), 50)
+    taken: list = []
+    more: list[tuple[int, object]] = []  # campaigns that filled their share: their last row
+    for campaign_id in campaign_ids:
+        room = min(limit - len(taken), share)
         if room <= 0:
             break
-        rows = _due(campaign_id, now, room)
-        claimed.extend(rows)
+        rows = take(campaign_id, room, None)
+        taken.extend(rows)
         if len(rows) == room:
             more.append((campaign_id, rows[-1]))
     for campaign_id, last in more:
-        room = limit - len(claimed)
+        room = limit - len(taken)
         if room <= 0:
             break
-        # After the rows this transaction already holds (its own locks are not skipped).
-        after = Q(due_at__gt=last.due_at) | Q(due_at=last.due_at, pk__gt=last.pk)
-        claimed.extend(_due(campaign_id, now, room, after))
-    return claimed
+        taken.extend(take(campaign_id, room, last))
+    return taken
 
 
 def _due(campaign_id: int, now, room: int, after: Q | None = None) -> list[Enrolment]:
@@ -488,6 +504,24 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(minutes=4 ** max(attempts - 1, 0))
 
 
+def _queued(now, campaign_id: int, room: int, last) -> list[tuple]:
+    """Lock the first ``room`` queued messages of a campaign that are due, in (next attempt,
+    id) order, after ``last`` (a ``(next_attempt_at, id)`` this batch took already), through the
+    (campaign, next_attempt_at, id) index of queued messages: another campaign's queue, a
+    paused one's however long, is not read. Rows another worker holds are skipped."""
+    queued = Message.objects.filter(
+        campaign_id=campaign_id, status=MessageStatus.QUEUED, next_attempt_at__lte=now
+    )
+    if last is not None:
+        when, pk = last
+        queued = queued.filter(Q(next_attempt_at__gt=when) | Q(next_attempt_at=when, pk__gt=pk))
+    return list(
+        queued.select_for_update(skip_locked=True)
+        .order_by("next_attempt_at", "pk")
+        .values_list("next_attempt_at", "pk")[:room]
+    )
+
+
 def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
     """Phase 2: hand up to ``limit`` queued messages to their backends."""
     from campaigns.backends import backend_for
@@ -508,20 +542,13 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
         # until it is activated again); once its end date passed (it can no longer be
         # activated) they are taken, to be suppressed by the check below.
         sendable = list(
-            Campaign.objects.filter(
-                Q(status=CampaignStatus.ACTIVE) | Q(ends_at__lte=now)
-            ).values_list("pk", flat=True)
+            Campaign.objects.filter(Q(status=CampaignStatus.ACTIVE) | Q(ends_at__lte=now))
+            .order_by("pk")
+            .values_list("pk", flat=True)
         )
         if not sendable:
             return result
-        ids = list(
-            Message.objects.filter(
-                status=MessageStatus.QUEUED, next_attempt_at__lte=now, campaign_id__in=sendable
-            )
-            .select_for_update(skip_locked=True)
-            .order_by("next_attempt_at", "pk")
-            .values_list("pk", flat=True)[:limit]
-        )
+        ids = [pk for _when, pk in _shared(sendable, limit, partial(_queued, now))]
         if not ids:
             return result
         # Committed before any backend is called: no other worker takes these.

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from campaigns.backends.base import (
     DeliveryBackend,
@@ -467,3 +468,91 @@ def test_a_retry_on_a_channel_switched_off_since_is_suppressed(
     assert (m.status, m.reason) == ("suppressed", "no_channel")
     assert dict(result.suppressed) == {"at_retry": 1}
     assert recorder.calls == [m.pk]  # tried once, never again
+
+
+def queue(campaign, channel, count, due_at):
+    """``count`` queued messages of ``campaign``'s first step, due at ``due_at``, each of its
+    own customer and enrolment (bulk: the claim's plan is what is tested, not the claim)."""
+    from customers.models import Customer
+
+    step = campaign.steps.get(position=1)
+    customers = Customer.objects.bulk_create(
+        Customer(first_name=f"Q{n}", time_zone="Europe/Paris", created_at=NOON, updated_at=NOON)
+        for n in range(count)
+    )
+    enrolments = Enrolment.objects.bulk_create(
+        Enrolment(
+            campaign=campaign,
+            customer=customer,
+            subject_key=f"queue:{customer.pk}",
+            enrolled_at=NOON - timedelta(hours=1),
+            due_at=NOON,
+            next_position=2,
+        )
+        for customer in customers
+    )
+    return Message.objects.bulk_create(
+        Message(
+            enrolment=enrolment,
+            campaign=campaign,
+            step=step,
+            customer=enrolment.customer,
+            channel=channel,
+            status="queued",
+            to=f"q{enrolment.pk}@example.com",
+            next_attempt_at=due_at,
+            created_at=NOON - timedelta(hours=1),
+        )
+        for enrolment in enrolments
+    )
+
+
+def test_a_paused_campaigns_queue_is_not_read_by_the_delivery(recorder, make_campaign, channels):
+    """Its messages stay queued until it is activated again; each batch reads the queue of
+    each campaign that may send, from the (campaign, next_attempt_at, id) index in its order,
+    so a long paused queue (due earlier than everything else) costs a batch nothing."""
+    from campaigns.models import CampaignStatus
+
+    paused = make_campaign(status=CampaignStatus.PAUSED)
+    active = make_campaign()
+    queue(paused, channels.email, 3000, NOON - timedelta(minutes=5))
+    waiting = queue(active, channels.email, 30, NOON - timedelta(minutes=1))
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Message._meta.db_table}")
+    with CaptureQueriesContext(connection) as captured:
+        result = messages_deliver(now=NOON, limit=100)
+
+    assert result.attempted == 30
+    assert set(Message.objects.exclude(status="queued").values_list("pk", flat=True)) == {
+        m.pk for m in waiting
+    }
+    claims = [q["sql"] for q in captured if "SKIP LOCKED" in q["sql"]]
+    assert len(claims) == 1  # the active campaign's only
+    assert f'"campaign_id" = {active.pk}' in claims[0]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + claims[0])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "message_queue_idx" in plan, plan
+    assert "Sort" not in plan, plan
+
+
+def test_a_delivery_batch_is_shared_between_campaigns_then_filled(
+    recorder, make_campaign, channels
+):
+    """A campaign with a long queue due earlier does not hold up another's messages: each
+    first gets its share of the batch, then the long queue takes what the other left, oldest
+    first."""
+    big, small = make_campaign(), make_campaign()
+    early = queue(big, channels.email, 100, NOON - timedelta(minutes=9))
+    later = queue(big, channels.email, 200, NOON - timedelta(minutes=3))
+    few = queue(small, channels.email, 20, NOON - timedelta(minutes=1))
+
+    result = messages_deliver(now=NOON, limit=100)
+
+    assert result.attempted == 100
+    taken = set(Message.objects.exclude(status="queued").values_list("pk", flat=True))
+    assert {m.pk for m in few} <= taken
+    assert taken - {m.pk for m in few} == {m.pk for m in early[:80]}
+    assert messages_deliver(now=NOON, limit=500).attempted == 220
+    assert not Message.objects.filter(status="queued").exists()
+    assert {m.pk for m in later} <= set(recorder.calls)
