@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.models import (
@@ -324,8 +324,12 @@ def _claim_due(now, limit: int) -> list[Enrolment]:
     merge's or erasure's (which lock the customer first; the claim never waits for them, so
     they cannot deadlock). Campaign by campaign, through the (campaign, due_at, id) index: a
     paused campaign's backlog is never read (``_shared``)."""
+    due = Enrolment.objects.filter(
+        campaign_id=OuterRef("pk"), status=EnrolmentStatus.ACTIVE, due_at__lte=now
+    )
+    # Only campaigns with a step due: one query, not a lock query per campaign each run.
     active = list(
-        Campaign.objects.filter(status=CampaignStatus.ACTIVE)
+        Campaign.objects.filter(Exists(due), status=CampaignStatus.ACTIVE)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
@@ -541,8 +545,13 @@ def messages_deliver(*, now=None, limit: int | None = None) -> DeliverResult:
         # A paused campaign's queued messages wait with its enrolments (nothing of it is sent
         # until it is activated again); once its end date passed (it can no longer be
         # activated) they are taken, to be suppressed by the check below.
+        # Only campaigns with a message due: one query, not a lock query per campaign.
+        queued = Message.objects.filter(
+            campaign_id=OuterRef("pk"), status=MessageStatus.QUEUED, next_attempt_at__lte=now
+        )
         sendable = list(
             Campaign.objects.filter(Q(status=CampaignStatus.ACTIVE) | Q(ends_at__lte=now))
+            .filter(Exists(queued))
             .order_by("pk")
             .values_list("pk", flat=True)
         )

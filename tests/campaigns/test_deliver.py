@@ -515,6 +515,8 @@ def test_a_paused_campaigns_queue_is_not_read_by_the_delivery(recorder, make_cam
 
     paused = make_campaign(status=CampaignStatus.PAUSED)
     active = make_campaign()
+    idle = [make_campaign() for _ in range(3)]  # active, nothing due: no lock query either
+    queue(idle[0], channels.email, 5, NOON + timedelta(minutes=5))
     queue(paused, channels.email, 3000, NOON - timedelta(minutes=5))
     waiting = queue(active, channels.email, 30, NOON - timedelta(minutes=1))
     with connection.cursor() as cursor:
@@ -534,6 +536,14 @@ def test_a_paused_campaigns_queue_is_not_read_by_the_delivery(recorder, make_cam
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "message_queue_idx" in plan, plan
     assert "Sort" not in plan, plan
+    # Which campaigns have something due: probes of the same index, not a read of the queue.
+    chosen = next(q["sql"] for q in captured if 'FROM "campaigns_campaign"' in q["sql"])
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + chosen)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "message_queue_idx" in plan, plan
+    assert "campaign_id = campaigns_campaign.id" in plan, plan  # one probe per campaign
+    assert "Seq Scan on campaigns_message" not in plan, plan
 
 
 def test_a_delivery_batch_is_shared_between_campaigns_then_filled(
